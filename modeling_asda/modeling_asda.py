@@ -106,11 +106,13 @@ class AsdaEmbeddings(nn.Module):
         self.patch_embeddings = AsdaPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         # A persistent buffer so that converted checkpoints keep the official table bit for bit.
-        self.register_buffer(
-            "position_embeddings",
-            torch.zeros(1, config.max_time_patches * config.num_frequency_patches, config.hidden_size),
-        )
+        self.register_buffer("position_embeddings", self.position_table(config))
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    @staticmethod
+    def position_table(config: AsdaConfig) -> torch.Tensor:
+        table = sincos_position_table(config.max_time_patches, config.num_frequency_patches, config.hidden_size)
+        return table.unsqueeze(0).to(torch.get_default_dtype())
 
     def forward(self, input_values: torch.Tensor, kept_patch_indices: torch.LongTensor | None = None) -> torch.Tensor:
         patches = self.patch_embeddings(input_values)
@@ -284,10 +286,7 @@ class AsdaPreTrainedModel(PreTrainedModel):
                 init.xavier_uniform_(weight.view(weight.shape[0], -1))
         elif isinstance(module, AsdaEmbeddings):
             init.normal_(module.cls_token, std=1.0)
-            table = sincos_position_table(
-                module.config.max_time_patches, module.config.num_frequency_patches, module.config.hidden_size
-            )
-            init.copy_(module.position_embeddings, table.unsqueeze(0))
+            init.copy_(module.position_embeddings, module.position_table(module.config))
 
 
 class AsdaModel(AsdaPreTrainedModel):
@@ -295,8 +294,11 @@ class AsdaModel(AsdaPreTrainedModel):
         super().__init__(config)
         self.config = config
         self.embeddings = AsdaEmbeddings(config)
-        drop_path_rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
-        self.layers = nn.ModuleList([AsdaLayer(config, rate) for rate in drop_path_rates])
+        # Stochastic depth rises linearly from 0 at the first block to drop_path_rate at the last.
+        last = max(config.num_hidden_layers - 1, 1)
+        self.layers = nn.ModuleList(
+            [AsdaLayer(config, config.drop_path_rate * index / last) for index in range(config.num_hidden_layers)]
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> AsdaPatchEmbeddings:
@@ -316,9 +318,10 @@ class AsdaModel(AsdaPreTrainedModel):
             Normalised log-mel spectrograms from [`AsdaFeatureExtractor`]. `num_frames` must be a multiple of
             `patch_size` (16) and at most `max_time_patches * patch_size`.
         attention_mask (`torch.LongTensor`, *optional*):
-            1 for real, 0 for padding, either per frame `(batch_size, num_frames)` or per patch
-            `(batch_size, num_patches)`. A time patch holding any real frame is attended to. Without a mask every
-            patch is attended to, as in the official code.
+            1 for real, 0 for padding, per frame `(batch_size, num_frames)`, per patch `(batch_size, num_patches)`
+            or per token `(batch_size, 1 + num_patches)` (CLS first). A time patch holding any real frame is attended
+            to; the frame reading wins where two of these sizes coincide. Without a mask every patch is attended to,
+            as in the official code.
         kept_patch_indices (`torch.LongTensor` of shape `(batch_size * clones, num_kept)`, *optional*):
             Run the encoder on these patches only (the pre-training student). Rows `c * k ... c * k + k - 1` read clip
             `c`, `k = rows / batch_size`; the rest of the patches are dropped.
@@ -362,19 +365,21 @@ class AsdaModel(AsdaPreTrainedModel):
             )
 
     def _token_attention_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Frame- or patch-level padding mask -> `(batch, 1 + num_patches)` token mask, the CLS always attended."""
+        """Frame-, patch- or token-level padding mask -> `(batch, 1 + num_patches)` token mask."""
         num_time_patches = num_frames // self.config.patch_size
         num_patches = num_time_patches * self.config.num_frequency_patches
-        batch_size = attention_mask.shape[0]
-        if attention_mask.shape[-1] == num_frames:
+        batch_size, mask_length = attention_mask.shape
+        if mask_length == 1 + num_patches and mask_length != num_frames:
+            return attention_mask.bool()
+        if mask_length == num_frames:
             time_patch_is_real = attention_mask.bool().view(batch_size, num_time_patches, -1).any(dim=-1)
             patch_is_real = time_patch_is_real.repeat_interleave(self.config.num_frequency_patches, dim=1)
-        elif attention_mask.shape[-1] == num_patches:
+        elif mask_length == num_patches:
             patch_is_real = attention_mask.bool()
         else:
             raise ValueError(
-                f"attention_mask must cover the {num_frames} frames or the {num_patches} patches of input_values, "
-                f"got shape {tuple(attention_mask.shape)}."
+                f"attention_mask must cover the {num_frames} frames, the {num_patches} patches or the "
+                f"{1 + num_patches} tokens of input_values, got shape {tuple(attention_mask.shape)}."
             )
         cls_is_real = patch_is_real.new_ones(batch_size, 1)
         return torch.cat([cls_is_real, patch_is_real], dim=1)
