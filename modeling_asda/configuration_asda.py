@@ -63,6 +63,7 @@ class AsdaConfig(PreTrainedConfig):
         mask_prob_adjust: extra block centres drawn to compensate for overlapping blocks.
         clone_batch: differently masked student copies of every clip.
         decoder_hidden_size, decoder_num_layers, decoder_kernel_size, decoder_groups: the CNN decoder.
+        decoder_norm_eps: epsilon of the decoder's LayerNorms (over channels, no affine).
         decoder_noise_std: standard deviation of the Gaussian noise filling the masked positions of the decoder input.
         num_target_layers: teacher layers averaged into the targets (`None`: all layers).
         instance_norm_target_layers: instance-normalise every teacher layer over the patches before averaging.
@@ -109,6 +110,7 @@ class AsdaConfig(PreTrainedConfig):
     decoder_num_layers: int = 6
     decoder_kernel_size: int = 3
     decoder_groups: int = 16
+    decoder_norm_eps: float = 1e-5
     decoder_noise_std: float = 0.01
     num_target_layers: int | None = None
     instance_norm_target_layers: bool = True

@@ -18,6 +18,7 @@ The path from spectrogram to logits:
     -> post-LayerNorm blocks (differential attention, GELU MLP) -> CLS -> LayerNorm -> Linear.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
-from transformers.utils import TransformersKwargs
+from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -56,6 +57,70 @@ class AsdaModelOutput(BaseModelOutputWithPooling):
     """
 
     ffn_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class AsdaForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`):
+        `frame_loss + utterance_loss`, the official objective (fairseq's loss divided by the masked-patch count).
+    frame_loss (`torch.FloatTensor` of shape `()`):
+        Frame term: mean over masked patches of `sum_c (prediction - target)^2 / sqrt(hidden_size)`, weighted.
+    utterance_loss (`torch.FloatTensor` of shape `()`):
+        Utterance term: `utterance_loss_weight` times the *sum* over student clones of
+        `sum_c (CLS - mean target)^2 / sqrt(hidden_size)` (the official weighting, spec 3.4).
+    logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, hidden_size)`):
+        The decoder's predictions at every patch (the loss uses the masked ones).
+    targets (`torch.FloatTensor` of shape `(batch_size, num_patches, hidden_size)`):
+        The teacher's targets: normalised MLP outputs of its layers, averaged, then LayerNorm-ed.
+    mask (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`):
+        True where a patch was hidden from the student.
+    hidden_states, attentions: the student's, when requested.
+    """
+
+    loss: torch.FloatTensor | None = None
+    frame_loss: torch.FloatTensor | None = None
+    utterance_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    targets: torch.FloatTensor | None = None
+    mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def inverse_block_mask(
+    batch_size: int,
+    num_time_patches: int,
+    num_frequency_patches: int,
+    mask_ratio: float,
+    block_size: int,
+    prob_adjust: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.BoolTensor:
+    """EAT's inverse block masking of a `(time, frequency)` patch grid; returns `(batch, T * F)`, True = masked.
+
+    Per row: draw `int(L * (keep + prob_adjust) / block_size^2)` block centres uniformly with replacement, keep the
+    `block_size` x `block_size` block around each (clipped at the grid border), then keep extra random patches or
+    drop random block patches until exactly `int(L * keep)` are kept, `keep = 1 - mask_ratio`.
+    """
+    num_patches = num_time_patches * num_frequency_patches
+    keep_ratio = 1.0 - mask_ratio
+    num_kept = int(num_patches * keep_ratio)
+    num_centres = int(num_patches * (keep_ratio + prob_adjust) / block_size**2)
+    centres = torch.randint(0, num_patches, (batch_size, num_centres), generator=generator, device=device)
+    offsets = torch.arange(block_size, device=device) - block_size // 2
+    block_time = (centres[:, :, None] // num_frequency_patches + offsets).clamp(0, num_time_patches - 1)
+    block_frequency = (centres[:, :, None] % num_frequency_patches + offsets).clamp(0, num_frequency_patches - 1)
+    block_cells = block_time[:, :, :, None] * num_frequency_patches + block_frequency[:, :, None, :]
+    in_block = torch.zeros(batch_size, num_patches, device=device)
+    in_block.scatter_(1, block_cells.flatten(1), 1.0)
+    # Block cells outrank all others, and random scores decide which block cells to drop or which others to add:
+    # the top `num_kept` are exactly the official rule's uniform choices.
+    priority = in_block + torch.rand(batch_size, num_patches, generator=generator, device=device)
+    mask = torch.ones(batch_size, num_patches, dtype=torch.bool, device=device)
+    mask.scatter_(1, priority.topk(num_kept, dim=1).indices, False)
+    return mask
 
 
 def sincos_position_table(num_time_patches: int, num_frequency_patches: int, dim: int) -> torch.Tensor:
@@ -257,13 +322,52 @@ class AsdaLayer(GradientCheckpointingLayer):
         return hidden_states, ffn_output
 
 
+class AsdaDecoderLayer(nn.Module):
+    """Grouped 2-D convolution over the patch grid -> LayerNorm over channels (no affine) -> activation."""
+
+    def __init__(self, config: AsdaConfig, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            config.decoder_hidden_size,
+            kernel_size=config.decoder_kernel_size,
+            padding=config.decoder_kernel_size // 2,
+            groups=config.decoder_groups,
+        )
+        self.norm_eps = config.decoder_norm_eps
+        self.activation_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        grid = self.conv(grid).permute(0, 2, 3, 1)
+        grid = F.layer_norm(grid, grid.shape[-1:], eps=self.norm_eps).permute(0, 3, 1, 2)
+        return self.activation_fn(grid)
+
+
+class AsdaDecoder(nn.Module):
+    """EAT's lightweight CNN decoder: residual conv layers over the (time, frequency) patch grid, then a linear map."""
+
+    def __init__(self, config: AsdaConfig):
+        super().__init__()
+        in_channels = [config.hidden_size] + [config.decoder_hidden_size] * (config.decoder_num_layers - 1)
+        self.layers = nn.ModuleList([AsdaDecoderLayer(config, channels) for channels in in_channels])
+        self.proj = nn.Linear(config.decoder_hidden_size, config.hidden_size)
+
+    def forward(self, patch_tokens: torch.Tensor, num_time_patches: int) -> torch.Tensor:
+        batch_size, num_patches, hidden_size = patch_tokens.shape
+        grid = patch_tokens.transpose(1, 2).reshape(batch_size, hidden_size, num_time_patches, -1)
+        for layer in self.layers:
+            output = layer(grid)
+            grid = output + grid if output.shape == grid.shape else output
+        return self.proj(grid.flatten(2).transpose(1, 2))
+
+
 class AsdaPreTrainedModel(PreTrainedModel):
     config: AsdaConfig
     base_model_prefix = "asda"
     main_input_name = "input_values"
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["AsdaEmbeddings", "AsdaLayer"]
+    _no_split_modules = ["AsdaEmbeddings", "AsdaLayer", "AsdaDecoder"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -287,9 +391,18 @@ class AsdaPreTrainedModel(PreTrainedModel):
         elif isinstance(module, AsdaEmbeddings):
             init.normal_(module.cls_token, std=1.0)
             init.copy_(module.position_embeddings, module.position_table(module.config))
+        elif isinstance(module, AsdaDecoder):
+            # The official decoder keeps PyTorch's default init for its convolutions and projection.
+            for layer in [*(decoder_layer.conv for decoder_layer in module.layers), module.proj]:
+                init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                fan_in = layer.weight[0].numel()
+                init.uniform_(layer.bias, -(fan_in**-0.5), fan_in**-0.5)
 
 
 class AsdaModel(AsdaPreTrainedModel):
+    # A pre-training folder holds the student under this model's prefix; its teacher and decoder are not needed here.
+    _keys_to_ignore_on_load_unexpected = [r"^teacher\.", r"^decoder\."]
+
     def __init__(self, config: AsdaConfig):
         super().__init__(config)
         self.config = config
@@ -456,4 +569,145 @@ class AsdaForAudioClassification(AsdaPreTrainedModel):
         return total / (num_entries / entries_per_term)
 
 
-__all__ = ["AsdaModel", "AsdaForAudioClassification", "AsdaPreTrainedModel", "sincos_position_table"]
+class AsdaForPreTraining(AsdaPreTrainedModel):
+    """EAT's self-supervised teacher-student pre-training with ASDA encoders.
+
+    The student sees `clone_batch` differently masked copies of each clip (inverse block masking keeps 20 % of the
+    patches) and, through the CNN decoder, predicts the teacher's targets at the masked patches (frame loss) and
+    their mean with its CLS token (utterance loss). The teacher, an EMA of the student, sees every clip once, whole.
+    Call `update_teacher(step)` after every optimiser update (`AsdaEmaCallback` does it under Trainer).
+    """
+
+    # The loss is a per-micro-batch mean: let Trainer average it over gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: AsdaConfig):
+        super().__init__(config)
+        self.asda = AsdaModel(config)
+        self.teacher = AsdaModel(config)
+        self.teacher.requires_grad_(False)
+        self.decoder = AsdaDecoder(config)
+        self.post_init()
+        self.reset_teacher()
+
+    @torch.no_grad()
+    def reset_teacher(self):
+        """Make the teacher an exact copy of the student, as at the start of pre-training."""
+        self.teacher.load_state_dict(self.asda.state_dict())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # the teacher never drops anything
+        return self
+
+    def ema_decay(self, step: int) -> float:
+        """EMA decay after `step` optimiser updates: linear from `ema_decay` to `ema_end_decay`, then constant."""
+        progress = min(step / self.config.ema_anneal_end_step, 1.0) if self.config.ema_anneal_end_step > 0 else 1.0
+        return self.config.ema_decay + (self.config.ema_end_decay - self.config.ema_decay) * progress
+
+    @torch.no_grad()
+    def update_teacher(self, step: int):
+        """teacher <- decay * teacher + (1 - decay) * student, with the decay of update number `step` (1-based)."""
+        weight = 1.0 - self.ema_decay(step)
+        teacher_parameters = list(self.teacher.parameters())
+        student_parameters = [parameter.detach() for parameter in self.asda.parameters()]
+        torch._foreach_lerp_(teacher_parameters, student_parameters, weight)
+
+    @torch.no_grad()
+    def teacher_targets(self, input_values: torch.Tensor) -> torch.Tensor:
+        """Targets `(batch, num_patches, hidden)`: the teacher's per-layer MLP outputs (CLS dropped), each
+        instance-normalised over the patches, averaged over the top `num_target_layers` layers, then LayerNorm-ed."""
+        layer_outputs = self.teacher(input_values, output_ffn_hidden_states=True).ffn_hidden_states
+        layer_outputs = layer_outputs[-(self.config.num_target_layers or len(layer_outputs)) :]
+        eps = self.config.target_norm_eps
+        targets = 0.0
+        for layer_output in layer_outputs:
+            layer_output = layer_output[:, 1:].float()
+            if self.config.instance_norm_target_layers:
+                layer_output = F.instance_norm(layer_output.transpose(1, 2), eps=eps).transpose(1, 2)
+            targets = targets + layer_output
+        targets = targets / len(layer_outputs)
+        if self.config.layer_norm_targets:
+            targets = F.layer_norm(targets, targets.shape[-1:], eps=eps)
+        return targets
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        mask: torch.BoolTensor | None = None,
+        decoder_noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> AsdaForPreTrainingOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
+            Normalised log-mel spectrograms (unlabelled).
+        mask (`torch.BoolTensor` of shape `(batch_size * clones, num_patches)`, *optional*):
+            Precomputed masks, True = hidden from the student; the clones of a clip are adjacent rows and every row
+            keeps the same number of patches. Drawn with `inverse_block_mask` (`clone_batch` clones) when omitted.
+        decoder_noise (`torch.FloatTensor` of shape `(batch_size * clones, num_masked, hidden_size)`, *optional*):
+            The vectors filling the masked positions of the decoder input, in ascending patch order. Drawn from
+            N(0, decoder_noise_std^2) when omitted.
+        """
+        config = self.config
+        batch_size, num_frames, _ = input_values.shape
+        num_time_patches = num_frames // config.patch_size
+        if mask is None:
+            mask = inverse_block_mask(
+                batch_size * config.clone_batch,
+                num_time_patches,
+                config.num_frequency_patches,
+                config.mask_ratio,
+                config.mask_block_size,
+                config.mask_prob_adjust,
+                device=input_values.device,
+            )
+        num_rows, num_patches = mask.shape
+        num_kept = num_patches - int(mask[0].sum())
+        if num_rows % batch_size or bool(((~mask).sum(dim=1) != num_kept).any()):
+            raise ValueError(
+                f"mask must have batch_size * clones rows with the same number of kept patches each, got shape "
+                f"{tuple(mask.shape)} for a batch of {batch_size} with kept counts {(~mask).sum(dim=1).tolist()}."
+            )
+        clones = num_rows // batch_size
+
+        kept_patch_indices = (~mask).nonzero()[:, 1].view(num_rows, num_kept)
+        student = self.asda(input_values, kept_patch_indices=kept_patch_indices, **kwargs)
+        student_tokens = student.last_hidden_state
+
+        if decoder_noise is None:
+            decoder_noise = torch.randn(
+                num_rows, num_patches - num_kept, config.hidden_size, device=input_values.device
+            ) * config.decoder_noise_std
+        decoder_input = student_tokens.new_empty(num_rows, num_patches, config.hidden_size)
+        decoder_input[mask] = decoder_noise.reshape(-1, config.hidden_size).to(decoder_input.dtype)
+        decoder_input[~mask] = student_tokens[:, 1:].reshape(-1, config.hidden_size)
+        predictions = self.decoder(decoder_input, num_time_patches)
+
+        targets = self.teacher_targets(input_values)
+        clone_targets = targets.repeat_interleave(clones, dim=0)
+        scale = config.hidden_size**-0.5
+        frame_errors = (predictions[mask].float() - clone_targets[mask]).pow(2).sum(dim=-1) * scale
+        utterance_errors = (student_tokens[:, 0].float() - clone_targets.mean(dim=1)).pow(2).sum(dim=-1) * scale
+        frame_loss = config.frame_loss_weight * frame_errors.mean()
+        utterance_loss = config.utterance_loss_weight * utterance_errors.sum()
+        return AsdaForPreTrainingOutput(
+            loss=frame_loss + utterance_loss,
+            frame_loss=frame_loss,
+            utterance_loss=utterance_loss,
+            logits=predictions,
+            targets=targets,
+            mask=mask,
+            hidden_states=student.hidden_states,
+            attentions=student.attentions,
+        )
+
+
+__all__ = [
+    "AsdaForAudioClassification",
+    "AsdaForPreTraining",
+    "AsdaModel",
+    "AsdaPreTrainedModel",
+    "inverse_block_mask",
+    "sincos_position_table",
+]
