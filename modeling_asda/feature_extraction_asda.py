@@ -391,8 +391,6 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         """Validate the input and bring every clip to a float32 mono waveform at `self.sampling_rate`."""
         if sampling_rate is not None:
             sampling_rate = _check_sampling_rate(sampling_rate)
-        if isinstance(raw_speech, torch.Tensor):
-            raw_speech = raw_speech.detach().cpu().numpy()
         if isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("Got an empty batch: pass at least one clip.")
@@ -437,7 +435,8 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
     def _as_float_waveform(clip, index: int) -> np.ndarray:
         """One clip as a finite 1-D float32 array in [-1, 1]-scale, or a `ValueError` saying what is wrong."""
         if isinstance(clip, torch.Tensor):
-            clip = clip.detach().cpu().numpy()
+            clip = clip.detach().cpu()
+            clip = clip.float() if clip.dtype == torch.bfloat16 else clip  # numpy has no bfloat16
         waveform = np.asarray(clip)
         if waveform.ndim != 1:
             raise ValueError(
