@@ -117,7 +117,7 @@ def main():
     args = parser.parse_args()
     results = [measure(repeats=args.repeats, threads=threads) for threads in sorted({1, torch.get_num_threads()})]
     table = format_table(results)
-    speedups = ", ".join(f"{r['speedup_vs_ast']:.1f}x with {r['torch_threads']} torch threads" for r in results)
+    speedups = ", ".join(f"{r['speedup_vs_ast']:.1f}x with torch threads = {r['torch_threads']}" for r in results)
     environment = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, numpy {np.__version__}"
