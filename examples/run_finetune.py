@@ -215,28 +215,27 @@ def prepare_split(dataset, data_args, vocabulary, sampling_rate: int, max_sample
 
 
 def load_feature_extractor(model_args, data_args):
+    """--feature_extractor_name, else a preset (--feature_preset, AudioSet when only --target_length / --norm_mean /
+    --norm_std are given) with those overrides, else the model's own extractor, else the AudioSet default."""
     overrides = {
         name: value
-        for name, value in (
-            ("max_length", data_args.target_length),
-            ("mean", data_args.norm_mean),
-            ("std", data_args.norm_std),
-        )
+        for name, value in (("max_length", data_args.target_length), ("mean", data_args.norm_mean), ("std", data_args.norm_std))
         if value is not None
     }
-    source = model_args.feature_extractor_name or model_args.model_name_or_path
-    if data_args.feature_preset:
-        feature_extractor = AsdaFeatureExtractor.from_preset(data_args.feature_preset)
-    elif source:
-        feature_extractor = AutoFeatureExtractor.from_pretrained(
-            source, cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-    else:
-        feature_extractor = AsdaFeatureExtractor()
-    if overrides:
-        feature_extractor = type(feature_extractor).from_dict({**feature_extractor.to_dict(), **overrides})
-    return feature_extractor
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token,
+                  "trust_remote_code": model_args.trust_remote_code}  # fmt: skip
+    if model_args.feature_extractor_name:
+        if overrides or data_args.feature_preset:
+            raise ValueError("--feature_extractor_name and --feature_preset / --target_length / --norm_* exclude each other.")
+        return AutoFeatureExtractor.from_pretrained(model_args.feature_extractor_name, **hub_kwargs)
+    if data_args.feature_preset or overrides:
+        return AsdaFeatureExtractor.from_preset(data_args.feature_preset or "audioset", **overrides)
+    if model_args.model_name_or_path:
+        try:
+            return AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+        except OSError:
+            logger.warning("%s has no feature extractor; using the AudioSet one.", model_args.model_name_or_path)
+    return AsdaFeatureExtractor()
 
 
 def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str | None):

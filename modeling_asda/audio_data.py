@@ -187,33 +187,39 @@ def prepare_audio_column(dataset: datasets.Dataset, audio_column: str, sampling_
     return dataset
 
 
-def _file_of(value) -> str | io.BytesIO:
+def _encoded_source(value) -> str | io.BytesIO | None:
+    """The file behind an audio value (a path, or in-memory bytes); None for already decoded audio."""
     if isinstance(value, (str, os.PathLike)):
-        return str(value)
-    if isinstance(value, dict) and value.get("bytes"):
-        return io.BytesIO(value["bytes"])
-    if isinstance(value, dict) and value.get("path"):
-        return value["path"]
-    raise TypeError(f"Cannot read audio from {type(value).__name__} {str(value)[:80]!r}.")
+        return os.fspath(value)
+    if isinstance(value, dict) and "array" not in value:
+        if value.get("bytes"):
+            return io.BytesIO(value["bytes"])
+        if value.get("path"):
+            return value["path"]
+        raise ValueError(f"Audio value without bytes or path: {str(value)[:80]!r}.")
+    return None
 
 
 def decode_audio(value, sampling_rate: int) -> tuple[np.ndarray, int]:
     """An audio value of any source -> `(mono float32 waveform, its sampling rate)`.
 
-    Paths and encoded files are read with `load_audio` (resampled to `sampling_rate`); decoded values (a datasets
-    `AudioDecoder` or `{"array", "sampling_rate"}`) are returned at their own rate for the feature extractor to
-    resample.
+    Paths are read with `load_audio` at `sampling_rate`; in-memory files (`{"bytes"}`, which `load_audio` does not
+    take) and decoded values (a datasets `AudioDecoder`, `{"array", "sampling_rate"}`) come at their own rate, for
+    the feature extractor to resample.
     """
-    if not isinstance(value, (str, os.PathLike, dict)) or (isinstance(value, dict) and "array" in value):
+    source = _encoded_source(value)
+    if source is None:
         return np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
-    return load_audio(_file_of(value), sampling_rate=sampling_rate), sampling_rate
+    if isinstance(source, str):
+        return load_audio(source, sampling_rate=sampling_rate), sampling_rate
+    waveform, file_sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
+    return waveform.mean(axis=1), file_sampling_rate
 
 
 def num_samples(value) -> int:
     """Length of an audio value in samples at its own rate, from the file header where there is one."""
-    if not isinstance(value, (str, os.PathLike, dict)) or (isinstance(value, dict) and "array" in value):
-        return len(value["array"])
-    return soundfile.info(_file_of(value)).frames
+    source = _encoded_source(value)
+    return len(value["array"]) if source is None else soundfile.info(source).frames
 
 
 def drop_short_clips(dataset: datasets.Dataset, audio_column: str, min_samples: int) -> datasets.Dataset:

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
-import soundfile
 
 from modeling_asda.feature_extraction_asda import AsdaFeatureExtractor
 
@@ -21,33 +21,16 @@ sys.path.insert(0, str(REPO / "examples"))
 import prepare_manifests  # noqa: E402
 import run_esc50_folds  # noqa: E402
 import run_finetune  # noqa: E402
+from make_tone_dataset import write_tone_dataset  # noqa: E402
 
 
-TONES = {"low": 300.0, "mid": 1500.0, "high": 4000.0}
 TINY_CONFIG = {"model_type": "asda", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                "intermediate_size": 64}  # fmt: skip
 CPU_FLAGS = ["--use_cpu", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 
 
-def write_tone_dataset(root: Path, classes: list[str], clips: dict[str, int], multi_label: bool, seed: int = 0):
-    """Noisy 1-second tones, one frequency per class (two summed for some multi-label clips), plus csv manifests."""
-    rng = np.random.default_rng(seed)
-    time = np.arange(16000) / 16000
-    for split, count in clips.items():
-        rows = []
-        for index in range(count):
-            labels = [classes[index % len(classes)]]
-            if multi_label and index % 3 == 0:
-                labels.append(classes[(index + 1) % len(classes)])
-            waveform = 0.01 * rng.standard_normal(16000)
-            for label in labels:
-                waveform += 0.3 * np.sin(2 * np.pi * TONES[label] * rng.uniform(0.9, 1.1) * time)
-            relative = f"audio/{split}/{index}.wav"
-            (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(root / relative, waveform.astype(np.float32), 16000)
-            rows.append((relative, ",".join(labels)))
-        with open(root / f"{split}.csv", "w", newline="") as handle:
-            csv.writer(handle).writerows([("audio", "label"), *rows])
+def tone_dataset(root: Path, classes: list[str], clips: dict[str, int], multi_label: bool, seed: int = 0) -> Path:
+    write_tone_dataset(root, classes, clips, multi_label, seed)
     (root / "tiny.json").write_text(json.dumps(TINY_CONFIG))
     return root
 
@@ -62,7 +45,7 @@ def finetune_flags(data: Path, output_dir: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_class_data(tmp_path_factory):
-    return write_tone_dataset(tmp_path_factory.mktemp("tones"), ["low", "high"], {"train": 16, "eval": 8}, False)
+    return tone_dataset(tmp_path_factory.mktemp("tones"), ["low", "high"], {"train": 16, "eval": 8}, False)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +103,7 @@ def test_evaluation_only_mode(finetuned, two_class_data, tmp_path, capsys):
 
 
 def test_multi_label_finetune_and_evaluation(tmp_path, capsys):
-    data = write_tone_dataset(tmp_path / "data", ["low", "mid", "high"], {"train": 12, "eval": 9}, True)
+    data = tone_dataset(tmp_path / "data", ["low", "mid", "high"], {"train": 12, "eval": 9}, True)
     trained = tmp_path / "trained"
     run_finetune.main(finetune_flags(data, trained, "--max_steps", "3", "--per_device_train_batch_size", "4"))
     config = json.loads((trained / "config.json").read_text())
@@ -137,6 +120,33 @@ def test_multi_label_finetune_and_evaluation(tmp_path, capsys):
     mean_ap = np.mean([float(row["AP"]) for row in per_class])
     assert f"mAP on 9 clips: {mean_ap:.4f}" in printed
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_mAP"] == pytest.approx(mean_ap, abs=1e-6)
+
+
+def test_hub_style_dataset_with_audio_and_class_label_columns(two_class_data, tmp_path):
+    # A parquet dataset as on the Hub: embedded wav bytes in an `Audio` column, a `ClassLabel` column. Without
+    # torchcodec the clips are decoded from their bytes with soundfile.
+    names = ["high", "low"]
+    features = datasets.Features({"audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+                                  "label": datasets.ClassLabel(names=names)})  # fmt: skip
+    for split, manifest in (("train", "train.csv"), ("validation", "eval.csv")):
+        rows = list(csv.DictReader(open(two_class_data / manifest)))
+        columns = {
+            "audio": [{"bytes": (two_class_data / row["audio"]).read_bytes(), "path": row["audio"]} for row in rows],
+            "label": [names.index(row["label"]) for row in rows],
+        }
+        dataset = datasets.Dataset.from_dict(columns, features=features)
+        dataset = dataset.cast(datasets.Features({"audio": datasets.Audio(), "label": features["label"]}))
+        dataset.to_parquet(tmp_path / "hub" / "data" / f"{split}-00000-of-00001.parquet")
+    output_dir = tmp_path / "out"
+    flags = [
+        "--dataset_name", str(tmp_path / "hub"), "--config_name", str(two_class_data / "tiny.json"),
+        "--target_length", "128", "--output_dir", str(output_dir), "--do_train", "--max_steps", "2",
+        "--per_device_train_batch_size", "4", *CPU_FLAGS,
+    ]  # fmt: skip
+    trainer = run_finetune.main(flags)
+    assert trainer.model.config.id2label == {0: "high", 1: "low"}
+    assert len(trainer.train_dataset) == 16 and trainer.train_dataset[0]["input_values"].shape == (128, 128)
+    assert json.loads((output_dir / "eval_results.json").read_text())["eval_samples_per_second"] > 0
 
 
 def test_training_needs_evaluation_data(two_class_data, tmp_path):
@@ -248,7 +258,7 @@ def logged_history(output_dir: Path) -> tuple[list, list]:
 
 @pytest.mark.slow
 def test_two_process_training_equals_single_process(tmp_path):
-    data = write_tone_dataset(tmp_path / "data", ["low", "mid", "high"], {"train": 16, "eval": 8}, True, seed=1)
+    data = tone_dataset(tmp_path / "data", ["low", "mid", "high"], {"train": 16, "eval": 8}, True, seed=1)
     # No randomness but the shared initialisation: augmentations and drop-path off, batches in file order. The
     # multi-label loss is divided by the number of positive targets of the *global* batch (the official AudioSet
     # normalisation), so an error in how the divisor is counted over processes or accumulation steps shows here.
