@@ -18,7 +18,7 @@ Where each piece runs, in the official order:
         waveform roll + Beta gain -> log-mel features -> Speech Commands noise + time roll -> targets
     per batch (`AsdaFinetuningTrainer.compute_loss`, on the device, training only):
         mixup of the batch with its reverse -> SpecAugment (one frequency and one time mask per clip)
-    optimiser: AdamW with layer-wise lr decay groups, no weight decay on biases and 1-D tensors
+    optimiser: AdamW with layer-wise lr decay groups, each on fairseq's cosine schedule
     sampler: class-balanced multinomial draws for AudioSet-2M
     metrics: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy (single-label)
 
@@ -89,6 +89,21 @@ class AsdaFinetuningArguments(TrainingArguments):
     layer_decay: float = field(
         default=0.65, metadata={"help": "Layer-wise lr decay: block i of L gets lr * layer_decay^(L - i); 1 disables."}
     )
+    exempt_biases_and_1d_from_weight_decay: bool = field(
+        default=False,
+        metadata={
+            "help": "Skip weight decay on biases and 1-D tensors. The official code tags them so, but fairseq's "
+            "composite optimiser never applies the tag, so the official runs decay every parameter (the default)."
+        },
+    )
+    official_lr_schedule: bool = field(
+        default=True,
+        metadata={
+            "help": "fairseq's cosine schedule of the official runs, per optimiser group: linear warm-up from "
+            "min(min_lr, the group's peak lr), then cosine decay to that floor, which layer decay does not scale. "
+            "False: --lr_scheduler_type as transformers defines it."
+        },
+    )
     roll_augment: bool = field(
         default=True, metadata={"help": "Roll every training waveform by a random offset and scale it by a random gain."}
     )
@@ -123,6 +138,11 @@ class AsdaFinetuningArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.official_lr_schedule and self.lr_scheduler_type != "cosine_with_min_lr":
+            raise ValueError(
+                f"official_lr_schedule is a cosine with a min_lr floor; pass --official_lr_schedule false to use "
+                f"--lr_scheduler_type {getattr(self.lr_scheduler_type, 'value', self.lr_scheduler_type)}."
+            )
         if self.multilabel_loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
                 f"multilabel_loss_normalization must be one of {LOSS_NORMALIZATIONS}, got "
@@ -320,11 +340,15 @@ class ClassBalancedSampler(torch.utils.data.Sampler[int]):
 
 
 def layer_decay_parameter_groups(
-    model: nn.Module, learning_rate: float, weight_decay: float, layer_decay: float
+    model: nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    layer_decay: float,
+    exempt_biases_and_1d: bool = False,
 ) -> list[dict]:
     """Optimizer groups of the official fine-tuning: encoder block i (0-based) of L gets `lr * layer_decay^(L - i)`;
-    every other parameter (patch embedding, CLS token, input LayerNorm, classifier) the full lr. Biases and 1-D
-    tensors get no weight decay. Each group carries its `lr_scale` for inspection."""
+    every other parameter (patch embedding, CLS token, input LayerNorm, classifier) the full lr. With
+    `exempt_biases_and_1d`, biases and 1-D tensors get no weight decay. Each group carries its `lr_scale`."""
     encoder = model.base_model
     num_layers = len(encoder.layers)
     block_of = {id(param): block for block, layer in enumerate(encoder.layers) for param in layer.parameters()}
@@ -336,13 +360,37 @@ def layer_decay_parameter_groups(
         lr_scale = 1.0 if block is None else layer_decay ** (num_layers - block)
         # DeepSpeed ZeRO-3 empties partitioned tensors and keeps their shape in `ds_shape`.
         shape = getattr(param, "ds_shape", param.shape)
-        decay = len(shape) > 1 and not name.endswith(".bias")
+        decay = not exempt_biases_and_1d or (len(shape) > 1 and not name.endswith(".bias"))
         group = groups.setdefault(
             (lr_scale, decay),
             {"params": [], "lr": learning_rate * lr_scale, "weight_decay": weight_decay if decay else 0.0, "lr_scale": lr_scale},
         )
         group["params"].append(param)
     return list(groups.values())
+
+
+def official_cosine_schedule(
+    optimizer: torch.optim.Optimizer, num_warmup_steps: int, num_training_steps: int, min_lr: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """fairseq's `cosine` scheduler run once per optimiser group, as the official composite optimiser does: a group
+    with peak lr `p` (its `lr`) starts at `floor = min(min_lr, p)`, rises linearly to `p` over the warm-up, then
+    follows `floor + (p - floor) * (1 + cos(pi * progress)) / 2` to `floor` at the last step. Groups whose layer-decayed
+    peak is below `min_lr` thus stay at their peak."""
+
+    def schedule(peak: float):
+        floor = min(min_lr, peak)
+
+        def factor(step: int) -> float:
+            if step < num_warmup_steps:
+                lr = floor + step * (peak - floor) / num_warmup_steps
+            else:
+                progress = (step - num_warmup_steps) / max(1, num_training_steps - num_warmup_steps)
+                lr = floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+            return lr / peak
+
+        return factor
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule(group["lr"]) for group in optimizer.param_groups])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -408,7 +456,7 @@ class AsdaFinetuningTrainer(Trainer):
     """Trainer with the official fine-tuning recipe; its `args` are an `AsdaFinetuningArguments`.
 
     - optimiser: AdamW (from `--optim`) over `layer_decay_parameter_groups`, built in `create_optimizer`, so DDP, FSDP
-      and DeepSpeed see it like any Trainer optimiser;
+      and DeepSpeed see it like any Trainer optimiser, with `official_cosine_schedule` per group;
     - training batches get mixup then SpecAugment on the device (`compute_loss`), from a generator seeded with
       `seed + process_index`;
     - `train_sample_weights` + `args.balanced_sampling` replace the random sampler by `ClassBalancedSampler`;
@@ -434,7 +482,11 @@ class AsdaFinetuningTrainer(Trainer):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
             groups = layer_decay_parameter_groups(
-                opt_model, self.args.learning_rate, self.args.weight_decay, self.args.layer_decay
+                opt_model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.args.layer_decay,
+                self.args.exempt_biases_and_1d_from_weight_decay,
             )
             if self.optimizer_cls_and_kwargs is not None:
                 optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
@@ -444,6 +496,17 @@ class AsdaFinetuningTrainer(Trainer):
                 raise ValueError(f"--optim {self.args.optim} builds its own parameter groups; layer decay needs AdamW.")
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.args.official_lr_schedule:
+            self.lr_scheduler = official_cosine_schedule(
+                self.optimizer if optimizer is None else optimizer,
+                self.args.get_warmup_steps(num_training_steps),
+                num_training_steps,
+                self.args.lr_scheduler_kwargs.get("min_lr", 0.0),
+            )
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.balanced_sampling:
@@ -522,15 +585,20 @@ class AsdaFinetuningTrainer(Trainer):
             ("objective", objective),
             (
                 "optimiser",
-                f"AdamW betas ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay} (not on biases "
-                f"and 1-D tensors), layer-wise lr decay {args.layer_decay}",
+                f"AdamW betas ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay} "
+                f"({'not on biases and 1-D tensors' if args.exempt_biases_and_1d_from_weight_decay else 'on every parameter'}"
+                f"), layer-wise lr decay {args.layer_decay}",
             ),
             (
                 "schedule",
                 f"peak lr {args.learning_rate}, {args.warmup_steps:g} warm-up steps, "
-                f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs}, "
-                f"{args.max_steps} steps, batch {args.train_batch_size} x "
-                f"{args.gradient_accumulation_steps} accumulation x {args.world_size} processes",
+                + (
+                    f"fairseq cosine per layer group to min_lr {args.lr_scheduler_kwargs.get('min_lr', 0.0)}"
+                    if args.official_lr_schedule
+                    else f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs}"
+                )
+                + f", {args.max_steps} steps, batch {args.train_batch_size} x {args.gradient_accumulation_steps} "
+                f"accumulation x {args.world_size} processes",
             ),
             ("stochastic depth", str(config.drop_path_rate)),
             ("augmentation", "; ".join(augmentations) or "none"),
@@ -562,6 +630,7 @@ __all__ = [
     "mixup",
     "multi_label_metrics",
     "noise_and_roll",
+    "official_cosine_schedule",
     "per_class_average_precision",
     "roll_and_gain",
     "single_label_metrics",

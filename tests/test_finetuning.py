@@ -202,46 +202,68 @@ def expected_lr_scale(name: str, num_layers: int, layer_decay: float) -> float:
     return 1.0
 
 
-def test_layer_decay_groups_follow_the_official_grouping():
+@pytest.mark.parametrize("exempt", [False, True])
+def test_layer_decay_groups_follow_the_official_grouping(exempt):
     model = AsdaForAudioClassification(tiny_config(num_hidden_layers=12))
-    groups = layer_decay_parameter_groups(model, learning_rate=1e-3, weight_decay=0.05, layer_decay=0.65)
+    groups = layer_decay_parameter_groups(model, 1e-3, weight_decay=0.05, layer_decay=0.65, exempt_biases_and_1d=exempt)
     group_of = {id(param): group for group in groups for param in group["params"]}
     assert len(group_of) == sum(1 for _ in model.parameters())
     for name, param in model.named_parameters():
         group = group_of[id(param)]
         scale = expected_lr_scale(name, 12, 0.65)
         assert group["lr_scale"] == pytest.approx(scale) and group["lr"] == pytest.approx(1e-3 * scale), name
-        no_decay = param.ndim == 1 or name.endswith(".bias")
+        no_decay = exempt and (param.ndim == 1 or name.endswith(".bias"))
         assert group["weight_decay"] == (0.0 if no_decay else 0.05), name
     scales = sorted({round(group["lr_scale"], 12) for group in groups})
     assert scales == sorted({round(0.65 ** (12 - block), 12) for block in range(12)} | {1.0})
-    # The first block learns at 0.65^12 of the peak; the CLS token (a 3-D tensor) is decayed, as officially.
+    # The first block learns at 0.65^12 of the peak; the CLS token (a 3-D tensor) is decayed in either case.
     assert group_of[id(model.asda.layers[0].mlp.fc1.weight)]["lr_scale"] == pytest.approx(0.65**12)
     assert group_of[id(model.asda.embeddings.cls_token)]["weight_decay"] == 0.05
-    assert group_of[id(model.classifier.bias)]["weight_decay"] == 0.0
+    assert group_of[id(model.classifier.bias)]["weight_decay"] == (0.0 if exempt else 0.05)
 
 
-def test_trainer_optimizer_and_schedule_keep_the_layer_scales(tmp_path):
-    model = AsdaForAudioClassification(tiny_config(num_hidden_layers=3))
-    args = finetuning_args(tmp_path, learning_rate=1e-3, warmup_steps=10)
-    trainer = AsdaFinetuningTrainer(model=model, args=args)
+def run_schedule(trainer, num_training_steps):
     optimizer = trainer.create_optimizer()
-    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["betas"] == (0.9, 0.95)
-    scheduler = trainer.create_scheduler(num_training_steps=100)
-    scales = [group["lr_scale"] for group in optimizer.param_groups]
-    assert sorted(set(scales)) == pytest.approx([0.65**3, 0.65**2, 0.65, 1.0])
+    scheduler = trainer.create_scheduler(num_training_steps=num_training_steps)
     lrs = []
-    for _ in range(100):
+    for _ in range(num_training_steps):
         lrs.append([group["lr"] for group in optimizer.param_groups])
         optimizer.step()
         scheduler.step()
     lrs.append([group["lr"] for group in optimizer.param_groups])
-    lrs = np.array(lrs)
-    for step in (5, 10, 50):
-        np.testing.assert_allclose(lrs[step], lrs[step][scales.index(1.0)] * np.array(scales))
-    # warm-up to the peak at step 10, cosine down to min_lr (1e-6) times the group's scale at the end
-    np.testing.assert_allclose(lrs[10], 1e-3 * np.array(scales))
-    np.testing.assert_allclose(lrs[100], 1e-6 * np.array(scales), rtol=1e-6)
+    return optimizer, np.array(lrs)
+
+
+def test_official_schedule_per_layer_group(tmp_path):
+    # fairseq's cosine, once per group: from min(min_lr, peak) up to the peak in 10 steps, then down to that floor.
+    # With a 2e-6 peak and min_lr 1e-6, the blocks at 0.65^2 and 0.65^3 of the peak sit below min_lr: constant.
+    model = AsdaForAudioClassification(tiny_config(num_hidden_layers=3))
+    args = finetuning_args(tmp_path, learning_rate=2e-6, warmup_steps=10)
+    optimizer, lrs = run_schedule(AsdaFinetuningTrainer(model=model, args=args), 110)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["betas"] == (0.9, 0.95)
+    peaks = np.array([2e-6 * group["lr_scale"] for group in optimizer.param_groups])
+    floors = np.minimum(1e-6, peaks)
+    assert sorted(set(np.round(peaks / 2e-6, 9))) == pytest.approx([0.65**3, 0.65**2, 0.65, 1.0])
+    np.testing.assert_allclose(lrs[0], floors)
+    np.testing.assert_allclose(lrs[5], floors + 0.5 * (peaks - floors))
+    np.testing.assert_allclose(lrs[10], peaks)
+    np.testing.assert_allclose(lrs[60], floors + 0.5 * (peaks - floors))
+    np.testing.assert_allclose(lrs[110], floors)
+    constant = peaks < 1e-6
+    assert constant.sum() == 2 and np.allclose(lrs[:, constant], peaks[constant])
+
+
+def test_transformers_schedule_scales_with_the_layer(tmp_path):
+    model = AsdaForAudioClassification(tiny_config(num_hidden_layers=3))
+    args = finetuning_args(tmp_path, learning_rate=1e-3, warmup_steps=10, official_lr_schedule=False)
+    optimizer, lrs = run_schedule(AsdaFinetuningTrainer(model=model, args=args), 100)
+    scales = np.array([group["lr_scale"] for group in optimizer.param_groups])
+    # warm-up from 0, and min_lr multiplied by each group's scale
+    np.testing.assert_allclose(lrs[0], 0.0)
+    np.testing.assert_allclose(lrs[10], 1e-3 * scales)
+    np.testing.assert_allclose(lrs[100], 1e-6 * scales, rtol=1e-6)
+    with pytest.raises(ValueError, match="official_lr_schedule"):
+        finetuning_args(tmp_path, lr_scheduler_type="linear")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

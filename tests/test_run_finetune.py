@@ -180,7 +180,8 @@ def test_presets_hold_the_official_recipes(preset):
     # shared by every recipe
     assert args.roll_augment and args.mixup_prob == 0.9 and args.layer_decay == 0.65 and model_args.drop_path_rate == 0.1
     assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.max_grad_norm) == (0.9, 0.95, 0.05, 0.0)
-    assert args.lr_scheduler_kwargs == {"min_lr": 1e-6} and args.load_best_model_at_end
+    assert args.lr_scheduler_kwargs == {"min_lr": 1e-6} and args.official_lr_schedule and args.load_best_model_at_end
+    assert not args.exempt_biases_and_1d_from_weight_decay  # what fairseq's composite optimiser did
     if balanced:
         assert args.balanced_samples_per_epoch == 200_000
     if loss == "multi":
