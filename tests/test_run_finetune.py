@@ -11,7 +11,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 
+from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaForPreTraining
+from modeling_asda.audio_data import LabelVocabulary
 from modeling_asda.feature_extraction_asda import AsdaFeatureExtractor
 
 
@@ -147,6 +150,25 @@ def test_hub_style_dataset_with_audio_and_class_label_columns(two_class_data, tm
     assert trainer.model.config.id2label == {0: "high", 1: "low"}
     assert len(trainer.train_dataset) == 16 and trainer.train_dataset[0]["input_values"].shape == (128, 128)
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_samples_per_second"] > 0
+
+
+def test_fine_tuning_starts_from_the_pre_trained_student(tmp_path):
+    # A pre-training folder holds the student (`asda.*`), the EMA teacher and the decoder; the official fine-tuning
+    # starts from the student.
+    config = AsdaConfig(**{key: value for key, value in TINY_CONFIG.items() if key != "model_type"}, decoder_hidden_size=32)
+    pretrained = AsdaForPreTraining(config)
+    with torch.no_grad():
+        for param in pretrained.teacher.parameters():
+            param.add_(1.0)
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    model_args = run_finetune.ModelArguments(model_name_or_path=str(tmp_path / "pretrained"))
+    vocabulary = LabelVocabulary.from_names(["a", "b", "c"], multi_label=False)
+    model = run_finetune.load_model(model_args, vocabulary, "single_label_classification")
+    assert isinstance(model, AsdaForAudioClassification) and model.config.drop_path_rate == 0.1
+    assert model.config.id2label == {0: "a", 1: "b", 2: "c"}
+    student = pretrained.asda.state_dict()
+    for name, tensor in model.asda.state_dict().items():
+        torch.testing.assert_close(tensor, student[name], msg=name)
 
 
 def test_training_needs_evaluation_data(two_class_data, tmp_path):
