@@ -3,10 +3,13 @@
 Importing the package registers ASDA with the transformers Auto classes.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining
+import transformers
+from transformers import AutoConfig, AutoFeatureExtractor
 
 from .configuration_asda import AsdaConfig
+from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
 from .modeling_asda import (
+    AUTO_CLASSES,
     AsdaForAudioClassification,
     AsdaForPreTraining,
     AsdaModel,
@@ -16,15 +19,17 @@ from .modeling_asda import (
 
 
 AutoConfig.register(AsdaConfig.model_type, AsdaConfig)
-AutoModel.register(AsdaConfig, AsdaModel)
-AutoModelForAudioClassification.register(AsdaConfig, AsdaForAudioClassification)
-AutoModelForPreTraining.register(AsdaConfig, AsdaForPreTraining)
+for auto_class_name, model_class in AUTO_CLASSES.items():
+    getattr(transformers, auto_class_name).register(AsdaConfig, model_class)
+AutoFeatureExtractor.register(AsdaConfig, AsdaFeatureExtractor)
 
 __all__ = [
     "AsdaConfig",
+    "AsdaFeatureExtractor",
     "AsdaForAudioClassification",
     "AsdaForPreTraining",
     "AsdaModel",
     "AsdaPreTrainedModel",
     "inverse_block_mask",
+    "load_audio",
 ]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .configuration_asda import AsdaConfig
+from .model_card import write_model_card
 
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,6 @@ DECODER_KEY_MAP = [
 ]
 TEACHER_PREFIX = "_ema."
 DECODER_PREFIX = "modality_encoders.IMAGE.decoder."
-
-# Normalisation statistics and clip length of the official fine-tuning recipes, keyed by task.
-TASK_FEATURES = {
-    "audioset": {"mean": -4.268, "std": 4.569, "max_length": 1024},
-    "esc50": {"mean": -6.627, "std": 5.359, "max_length": 512},
-    "speech_commands": {"mean": -6.846, "std": 5.565, "max_length": 128},
-}
-
 
 def config_from_fairseq(pretrain_cfg: dict, state_dict: dict, classifier_cfg: dict | None = None) -> AsdaConfig:
     """Build the `AsdaConfig` of an official model from its fairseq config and (for shapes) its state dict."""
@@ -101,7 +94,8 @@ def config_from_fairseq(pretrain_cfg: dict, state_dict: dict, classifier_cfg: di
 
 
 def classifier_task(classifier_cfg: dict) -> str:
-    """The official recipe a fine-tuned checkpoint was trained with, which fixes its input statistics and length."""
+    """The official recipe a fine-tuned checkpoint was trained with: the `AsdaFeatureExtractor` preset of its input
+    statistics and length."""
     if classifier_cfg.get("esc50_eval"):
         return "esc50"
     if classifier_cfg.get("spcv2_eval"):
@@ -200,12 +194,15 @@ def load_fairseq_checkpoint(path: str | Path, allow_pickle: bool = False) -> dic
 
 
 def read_labels(path: str | Path) -> dict[int, str]:
-    """`index,mid,display_name` rows (the AudioSet label file) or one label per line -> id2label."""
+    """`index,mid,display_name` rows (the AudioSet label file, with or without a header) or one label per line ->
+    id2label."""
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    if rows and rows[0][:1] == ["index"]:
-        return {int(row[0]): row[-1] for row in rows[1:]}
-    return {index: row[0] for index, row in enumerate(rows) if row}
+        rows = [row for row in csv.reader(handle) if row]
+    if rows and rows[0][0] == "index":
+        rows = rows[1:]
+    if rows and all(len(row) == 3 and row[0].isdigit() for row in rows):
+        return {int(row[0]): row[2] for row in rows}
+    return {index: row[0] for index, row in enumerate(rows)}
 
 
 def convert_checkpoint(
@@ -231,11 +228,12 @@ def convert_checkpoint(
         if len(config.id2label) != config.num_labels:
             raise ValueError(f"{labels} has {len(config.id2label)} labels, the checkpoint {config.num_labels} classes.")
         model_class, target = AsdaForAudioClassification, "classifier"
-        feature_extractor = AsdaFeatureExtractor(**TASK_FEATURES[classifier_task(model_cfg)])
+        preset = classifier_task(model_cfg)
     else:
         config = config_from_fairseq(model_cfg, state_dict)
         model_class, target = (AsdaForPreTraining, "pretraining") if keep_pretraining_modules else (AsdaModel, "encoder")
-        feature_extractor = AsdaFeatureExtractor(**TASK_FEATURES["audioset"])
+        preset = "audioset"
+    feature_extractor = AsdaFeatureExtractor.from_preset(preset)
     detected = "asda" if config.attention_type == "differential" else "eat"
     if model_type is not None and model_type != detected:
         raise ValueError(f"--model-type {model_type} given, but the checkpoint holds a {detected.upper()} model.")
@@ -249,6 +247,12 @@ def convert_checkpoint(
         logger.info("Dropped %s (not part of %s)", key, model_class.__name__)
     model.save_pretrained(output)
     feature_extractor.save_pretrained(output)
+    write_model_card(
+        output,
+        description=f"Converted from the official fairseq checkpoint `{Path(checkpoint).name}` by "
+        f"`modeling_asda.convert_checkpoint`; input statistics and length: the `{preset}` preset.",
+        overwrite=True,
+    )
     return model
 
 

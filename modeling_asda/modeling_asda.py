@@ -398,6 +398,16 @@ class AsdaPreTrainedModel(PreTrainedModel):
                 fan_in = layer.weight[0].numel()
                 init.uniform_(layer.bias, -(fan_in**-0.5), fan_in**-0.5)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing a Hub-ready folder: weights, config and this code.
+
+        transformers names only the saved class in `config.auto_map`; every ASDA Auto class is named here (entries
+        already present win, e.g. a pointer to a shared code repo), so that one folder loads through `AutoConfig`,
+        `AutoModel`, `AutoModelForAudioClassification` and `AutoModelForPreTraining` with `trust_remote_code=True`.
+        """
+        self.config.auto_map = {**hub_auto_map(), **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
 
 class AsdaModel(AsdaPreTrainedModel):
     # A pre-training folder holds the student under this model's prefix; its teacher and decoder are not needed here.
@@ -703,7 +713,29 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
         )
 
 
+# The transformers Auto class of every ASDA model class: `modeling_asda/__init__.py` registers them in-process and
+# saved folders name them in `auto_map` for remote code. A new head needs one line here.
+AUTO_CLASSES = {
+    "AutoModel": AsdaModel,
+    "AutoModelForAudioClassification": AsdaForAudioClassification,
+    "AutoModelForPreTraining": AsdaForPreTraining,
+}
+
+
+def hub_auto_map() -> dict[str, str]:
+    """`auto_map` entries (`"module.Class"`) for a folder holding this file and `configuration_asda.py`."""
+    entries = {"AutoConfig": AsdaConfig, **AUTO_CLASSES}
+    return {auto_class: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}" for auto_class, cls in entries.items()}
+
+
+# `save_pretrained` copies the code of registered classes (this file and its siblings) next to the weights.
+AsdaConfig.register_for_auto_class()
+for auto_class_name, model_class in AUTO_CLASSES.items():
+    model_class.register_for_auto_class(auto_class_name)
+
+
 __all__ = [
+    "AUTO_CLASSES",
     "AsdaForAudioClassification",
     "AsdaForPreTraining",
     "AsdaModel",
