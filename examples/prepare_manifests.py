@@ -14,12 +14,12 @@
 # limitations under the License.
 """Write `run_finetune.py` manifests (csv: audio,label) from the official datasets' release layouts.
 
-    python examples/prepare_manifests.py esc50 --root ESC-50-master --output_dir manifests/esc50
-        fold{1..5}_train.csv and fold{1..5}_eval.csv: each fold evaluated, the four others trained on.
-    python examples/prepare_manifests.py speech_commands --root speech_commands_v0.02 --output_dir manifests/spc2
-        train.csv, validation.csv, test.csv: the 35 words, split by the release's validation/testing lists.
-    python examples/prepare_manifests.py audioset --tsv train.tsv --lbl train.lbl --output manifests/as20k/train.csv
-        one csv from an official fairseq manifest pair (tsv: audio root, then path<TAB>samples; lbl: id<TAB>mids).
+python examples/prepare_manifests.py esc50 --root ESC-50-master --output_dir manifests/esc50
+    fold{1..5}_train.csv and fold{1..5}_eval.csv: each fold evaluated, the four others trained on.
+python examples/prepare_manifests.py speech_commands --root speech_commands_v0.02 --output_dir manifests/spc2
+    train.csv, validation.csv, test.csv: the 35 words, split by the release's validation/testing lists.
+python examples/prepare_manifests.py audioset --tsv train.tsv --lbl train.lbl --output manifests/as20k/train.csv
+    one csv from an official fairseq manifest pair (tsv: audio root, then path<TAB>samples; lbl: id<TAB>mids).
 """
 
 import argparse
@@ -46,7 +46,10 @@ def write_manifest(path: Path, rows: list[tuple[str, str]]):
 def esc50_manifests(root: Path, output_dir: Path) -> dict[int, tuple[Path, Path]]:
     """ESC-50 (`meta/esc50.csv` + `audio/`): per fold, (train manifest, eval manifest)."""
     with open(root / "meta" / "esc50.csv", newline="", encoding="utf-8") as handle:
-        clips = [(str((root / "audio" / row["filename"]).resolve()), row["category"], int(row["fold"])) for row in csv.DictReader(handle)]
+        clips = [
+            (str((root / "audio" / row["filename"]).resolve()), row["category"], int(row["fold"]))
+            for row in csv.DictReader(handle)
+        ]
     manifests = {}
     for fold in ESC50_FOLDS:
         train, evaluation = output_dir / f"fold{fold}_train.csv", output_dir / f"fold{fold}_eval.csv"
@@ -58,17 +61,16 @@ def esc50_manifests(root: Path, output_dir: Path) -> dict[int, tuple[Path, Path]
 
 def speech_commands_manifests(root: Path, output_dir: Path) -> dict[str, Path]:
     """Speech Commands v0.02: clips listed in `validation_list.txt` / `testing_list.txt` go there, the rest to train."""
-    listed = {
-        split: set((root / f"{split}_list.txt").read_text().split())
-        for split in ("validation", "testing")
-    }
+    listed = {split: set((root / f"{split}_list.txt").read_text().split()) for split in ("validation", "testing")}
     rows = {"train": [], "validation": [], "test": []}
     for path in sorted(root.glob("*/*.wav")):
         label = path.parent.name
         if label == SPEECH_COMMANDS_NOISE:
             continue
         relative = f"{label}/{path.name}"
-        split = "validation" if relative in listed["validation"] else "test" if relative in listed["testing"] else "train"
+        split = (
+            "validation" if relative in listed["validation"] else "test" if relative in listed["testing"] else "train"
+        )
         rows[split].append((str(path.resolve()), label))
     manifests = {}
     for split, split_rows in rows.items():

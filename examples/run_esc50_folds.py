@@ -34,11 +34,12 @@ from prepare_manifests import ESC50_FOLDS, esc50_manifests
 
 
 RUN_FINETUNE = Path(__file__).resolve().with_name("run_finetune.py")
+ESC50_PRESET = Path(__file__).resolve().parents[1] / "configuration" / "finetuning" / "esc50.json"
 
 
 def fold_command(launcher: list[str], train: Path, evaluation: Path, output_dir: Path, extra: list[str]) -> list[str]:
     return [
-        *launcher, str(RUN_FINETUNE), "--preset", "esc50", "--do_train",
+        *launcher, str(RUN_FINETUNE), str(ESC50_PRESET), "--do_train",
         "--train_file", str(train), "--eval_file", str(evaluation), "--output_dir", str(output_dir), *extra,
     ]  # fmt: skip
 

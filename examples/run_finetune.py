@@ -14,17 +14,15 @@
 # limitations under the License.
 """Fine-tune (or evaluate) ASDA / EAT audio classifiers with the official recipes.
 
-    accelerate launch examples/run_finetune.py --preset as20k --model_name_or_path PRETRAINED \
+    accelerate launch examples/run_finetune.py configuration/finetuning/as20k.json --model_name_or_path PRETRAINED \
         --train_file train.csv --eval_file eval.csv --label_file audioset_labels.csv --output_dir asda-as20k --do_train
 
-Presets (`configuration/finetuning/{as2m,as20k,esc50,spc2}.json`) hold each dataset's official values; any flag given
-on the command line overrides them. Data: `--dataset_name` (Hub), `--train_dir`/`--eval_dir` (`<dir>/<label>/<clip>`)
+A preset (`configuration/finetuning/{as2m,as20k,esc50,spc2}.json`, given first) holds a dataset's official values; the
+flags after it override them. Data: `--dataset_name` (Hub), `--train_dir`/`--eval_dir` (`<dir>/<label>/<clip>`)
 or `--train_file`/`--eval_file` (csv/tsv with a header; multi-label rows join labels with `--label_separator`).
 With `--do_eval` alone, the model is evaluated like the official `eval.py`. See docs/finetuning.md.
 """
 
-import argparse
-import json
 import logging
 import os
 import sys
@@ -43,8 +41,7 @@ from transformers import (
     set_seed,
 )
 
-from modeling_asda import AsdaConfig, AsdaForAudioClassification
-from modeling_asda.feature_extraction_asda import AsdaFeatureExtractor
+from modeling_asda import AsdaFeatureExtractor
 from modeling_asda.audio_data import (
     LabelVocabulary,
     class_label_names,
@@ -63,11 +60,11 @@ from modeling_asda.finetuning import (
     class_balanced_weights,
     per_class_average_precision,
 )
+from modeling_asda.script_utils import parse_args_with_preset
 
 
 logger = logging.getLogger(__name__)
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configuration" / "finetuning"
 LABEL_IDS = "label_ids"
 
 
@@ -80,13 +77,16 @@ class ModelArguments:
         default=None, metadata={"help": "Config to train from scratch, e.g. configuration/models/asda-base.json."}
     )
     feature_extractor_name: str | None = field(
-        default=None, metadata={"help": "Feature extractor folder or Hub id (default: feature_preset, else the model's)."}
+        default=None,
+        metadata={"help": "Feature extractor folder or Hub id (default: feature_preset, else the model's)."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache Hub downloads."})
     model_revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
-    drop_path_rate: float = field(default=0.1, metadata={"help": "Stochastic depth at the last block (official: 0.1)."})
+    drop_path_rate: float = field(
+        default=0.1, metadata={"help": "Stochastic depth at the last block (official: 0.1)."}
+    )
     pooling_mode: str | None = field(
         default=None, metadata={"help": "'cls' (official) or 'mean'; default: the model's own setting."}
     )
@@ -106,9 +106,6 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    preset: str | None = field(
-        default=None, metadata={"help": "Official recipe: as2m, as20k, esc50, spc2, or a json file of flag defaults."}
-    )
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset (or local dataset folder) name."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
     train_split_name: str = field(default="train", metadata={"help": "Training split of --dataset_name."})
@@ -135,32 +132,22 @@ class DataArguments:
     feature_preset: str | None = field(
         default=None, metadata={"help": "Feature statistics and length: audioset, esc50 or speech_commands."}
     )
-    target_length: int | None = field(default=None, metadata={"help": "Frames per clip (pad/truncate), overrides the preset."})
+    target_length: int | None = field(
+        default=None, metadata={"help": "Frames per clip (pad/truncate), overrides the preset."}
+    )
     norm_mean: float | None = field(default=None, metadata={"help": "Log-mel mean, overrides the preset."})
-    norm_std: float | None = field(default=None, metadata={"help": "Log-mel standard deviation, overrides the preset."})
-
-
-def load_preset(preset: str) -> dict:
-    path = Path(preset) if preset.endswith(".json") else PRESET_DIR / f"{preset}.json"
-    if not path.is_file():
-        known = sorted(file.stem for file in PRESET_DIR.glob("*.json"))
-        raise ValueError(f"Unknown preset {preset!r}: give one of {known} or a json file.")
-    return json.loads(path.read_text())
+    norm_std: float | None = field(
+        default=None, metadata={"help": "Log-mel standard deviation, overrides the preset."}
+    )
+    card_dataset: str | None = field(
+        default=None, metadata={"help": "Dataset named on the model card (default: --dataset_name)."}
+    )
 
 
 def parse_arguments(argv: list[str] | None = None):
+    """`[preset.json] [--flag value ...]` -> (ModelArguments, DataArguments, AsdaFinetuningArguments)."""
     parser = HfArgumentParser((ModelArguments, DataArguments, AsdaFinetuningArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    preset = argparse.ArgumentParser(add_help=False)
-    preset.add_argument("--preset")
-    preset_name = preset.parse_known_args(argv)[0].preset
-    if preset_name:
-        defaults = load_preset(preset_name)
-        unknown = set(defaults) - {action.dest for action in parser._actions}
-        if unknown:
-            raise ValueError(f"Preset {preset_name} sets unknown flags: {sorted(unknown)}.")
-        parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_args_with_preset(parser, argv)
 
 
 def load_split(data_args: DataArguments, model_args: ModelArguments, split: str) -> datasets.Dataset | None:
@@ -219,14 +206,20 @@ def load_feature_extractor(model_args, data_args):
     --norm_std are given) with those overrides, else the model's own extractor, else the AudioSet default."""
     overrides = {
         name: value
-        for name, value in (("max_length", data_args.target_length), ("mean", data_args.norm_mean), ("std", data_args.norm_std))
+        for name, value in (
+            ("max_length", data_args.target_length),
+            ("mean", data_args.norm_mean),
+            ("std", data_args.norm_std),
+        )
         if value is not None
     }
     hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token,
                   "trust_remote_code": model_args.trust_remote_code}  # fmt: skip
     if model_args.feature_extractor_name:
         if overrides or data_args.feature_preset:
-            raise ValueError("--feature_extractor_name and --feature_preset / --target_length / --norm_* exclude each other.")
+            raise ValueError(
+                "--feature_extractor_name and --feature_preset / --target_length / --norm_* exclude each other."
+            )
         return AutoFeatureExtractor.from_pretrained(model_args.feature_extractor_name, **hub_kwargs)
     if data_args.feature_preset or overrides:
         return AsdaFeatureExtractor.from_preset(data_args.feature_preset or "audioset", **overrides)
@@ -248,7 +241,9 @@ def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str
     }
     model_kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     if vocabulary is None:
-        return AutoModelForAudioClassification.from_pretrained(model_args.model_name_or_path, **hub_kwargs, **model_kwargs)
+        return AutoModelForAudioClassification.from_pretrained(
+            model_args.model_name_or_path, **hub_kwargs, **model_kwargs
+        )
     config_kwargs = {
         "id2label": vocabulary.id2label,
         "label2id": vocabulary.label2id,
@@ -339,8 +334,14 @@ def main(argv: list[str] | None = None):
 
     def transform(train: bool) -> AudioClassificationTransform:
         return AudioClassificationTransform(
-            feature_extractor, training_args, len(vocabulary.names), multi_label, binary_cross_entropy, train,
-            audio_column=data_args.audio_column_name, label_column=LABEL_IDS,
+            feature_extractor,
+            training_args,
+            len(vocabulary.names),
+            multi_label,
+            binary_cross_entropy,
+            train,
+            audio_column=data_args.audio_column_name,
+            label_column=LABEL_IDS,
         )
 
     train_sample_weights = None
@@ -355,10 +356,6 @@ def main(argv: list[str] | None = None):
 
     if training_args.metric_for_best_model == "auto":
         training_args.metric_for_best_model = "mAP" if multi_label else "accuracy"
-    # Saved folders carry the model and feature-extractor code, so they load with trust_remote_code=True anywhere.
-    AsdaConfig.register_for_auto_class()
-    AsdaForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
-    AsdaFeatureExtractor.register_for_auto_class()
 
     trainer = AsdaFinetuningTrainer(
         model=model,
@@ -383,9 +380,7 @@ def main(argv: list[str] | None = None):
             trainer.save_metrics("eval", metrics)
         card = {
             "finetuned_from": model_args.model_name_or_path,
-            "tasks": "audio-classification",
-            "dataset": data_args.dataset_name or data_args.preset or data_args.train_file or data_args.train_dir,
-            "tags": ["audio", "audio-classification", "asda", "custom_code"],
+            "dataset": data_args.card_dataset or data_args.dataset_name,
         }
         if training_args.push_to_hub:
             trainer.push_to_hub(**card)
@@ -399,7 +394,9 @@ def main(argv: list[str] | None = None):
     if trainer.is_world_process_zero():
         if multi_label:
             average_precision = per_class_average_precision(prediction.predictions, prediction.label_ids)
-            write_per_class_results(Path(training_args.output_dir) / "eval_per_class_ap.tsv", vocabulary.names, average_precision)
+            write_per_class_results(
+                Path(training_args.output_dir) / "eval_per_class_ap.tsv", vocabulary.names, average_precision
+            )
             print(f"mAP on {len(eval_split)} clips: {prediction.metrics['eval_mAP']:.4f}")
         else:
             print(f"Accuracy on {len(eval_split)} clips: {prediction.metrics['eval_accuracy']:.4f}")

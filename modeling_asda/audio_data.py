@@ -145,7 +145,9 @@ def is_multi_label_column(dataset: datasets.Dataset, label_column: str, separato
     return False
 
 
-def load_manifest(path: str | os.PathLike, audio_column: str = "audio", label_column: str = "label") -> datasets.Dataset:
+def load_manifest(
+    path: str | os.PathLike, audio_column: str = "audio", label_column: str = "label"
+) -> datasets.Dataset:
     """A csv or tsv manifest with a header; audio paths relative to the manifest's folder are made absolute."""
     path = Path(path)
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
@@ -162,14 +164,14 @@ def load_manifest(path: str | os.PathLike, audio_column: str = "audio", label_co
     return datasets.Dataset.from_dict(columns)
 
 
-def scan_audio_folder(root: str | os.PathLike, audio_column: str = "audio", label_column: str = "label") -> datasets.Dataset:
+def scan_audio_folder(
+    root: str | os.PathLike, audio_column: str = "audio", label_column: str = "label"
+) -> datasets.Dataset:
     """`root/<label>/.../<clip>` (the audiofolder layout) -> a dataset of audio paths and folder-name labels."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"Audio folder {root} does not exist.")
-    paths = sorted(
-        path for path in root.glob("*/**/*") if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
-    )
+    paths = sorted(path for path in root.glob("*/**/*") if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS)
     if not paths:
         raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) in class sub-folders of {root}.")
     labels = [path.relative_to(root).parts[0] for path in paths]
@@ -227,11 +229,19 @@ def drop_short_clips(dataset: datasets.Dataset, audio_column: str, min_samples: 
     if min_samples <= 0:
         return dataset
     feature = dataset.features[audio_column]
-    view = dataset.cast_column(audio_column, datasets.Audio(decode=False)) if isinstance(feature, datasets.Audio) else dataset
-    lengths = (num_samples(value) for batch in view.select_columns(audio_column).iter(1024) for value in batch[audio_column])
+    view = (
+        dataset.cast_column(audio_column, datasets.Audio(decode=False))
+        if isinstance(feature, datasets.Audio)
+        else dataset
+    )
+    lengths = (
+        num_samples(value) for batch in view.select_columns(audio_column).iter(1024) for value in batch[audio_column]
+    )
     keep = [index for index, length in enumerate(lengths) if length >= min_samples]
     if len(keep) < len(dataset):
-        logger.info("Skipped %d of %d clips shorter than %d samples.", len(dataset) - len(keep), len(dataset), min_samples)
+        logger.info(
+            "Skipped %d of %d clips shorter than %d samples.", len(dataset) - len(keep), len(dataset), min_samples
+        )
         dataset = dataset.select(keep)
     return dataset
 

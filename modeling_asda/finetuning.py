@@ -26,22 +26,24 @@ Not a Hub file: it needs scikit-learn and datasets; `modeling_asda.py` never imp
 """
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import EvalResult
 from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
 from torch import nn
 from transformers import EvalPrediction, Trainer, TrainingArguments
 
 from .audio_data import decode_audio
+from .model_card import write_model_card
 
 
 LOSS_NORMALIZATIONS = ("positives", "samples", "entries")
+# Metrics reported on the model card, and their Hub metric ids.
+RESULT_METRICS = ("mAP", "mAUC", "d_prime", "accuracy", "top5_accuracy", "loss")
+CARD_METRICS = {"mAP": "mean_average_precision", "mAUC": "roc_auc", "accuracy": "accuracy"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -55,8 +57,12 @@ class AsdaFinetuningArguments(TrainingArguments):
     `finetuning_*.sh` scripts), plus the recipe's augmentation, sampling and loss flags. Dataset-specific values
     (steps, batch size, mixup, SpecAugment ratio, ...) come from the presets in `configuration/finetuning/`."""
 
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (official: 5e-5; 2e-4 for SPC-2)."})
-    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay, not applied to biases and 1-D tensors."})
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "Peak learning rate (official: 5e-5; 2e-4 for SPC-2)."}
+    )
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "AdamW weight decay, not applied to biases and 1-D tensors."}
+    )
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (official: 0.95)."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping norm; 0 disables it (official)."})
     lr_scheduler_type: str = field(
@@ -105,22 +111,28 @@ class AsdaFinetuningArguments(TrainingArguments):
         },
     )
     roll_augment: bool = field(
-        default=True, metadata={"help": "Roll every training waveform by a random offset and scale it by a random gain."}
+        default=True,
+        metadata={"help": "Roll every training waveform by a random offset and scale it by a random gain."},
     )
     gain_beta: float = field(default=10.0, metadata={"help": "The gain is Beta(gain_beta, gain_beta) + gain_offset."})
     gain_offset: float = field(default=0.5, metadata={"help": "The gain is Beta(gain_beta, gain_beta) + gain_offset."})
     spectrogram_noise: bool = field(
-        default=False, metadata={"help": "Speech Commands noise: add uniform noise to the features, then roll in time."}
+        default=False,
+        metadata={"help": "Speech Commands noise: add uniform noise to the features, then roll in time."},
     )
     noise_scale: float = field(
         default=0.1, metadata={"help": "The noise is U[0, 1) per bin times U[0, 1) * noise_scale per clip."}
     )
-    noise_max_shift: int = field(default=10, metadata={"help": "Time roll of the noise augmentation: [-shift, shift)."})
+    noise_max_shift: int = field(
+        default=10, metadata={"help": "Time roll of the noise augmentation: [-shift, shift)."}
+    )
     mixup_alpha: float = field(default=0.8, metadata={"help": "Mixup lambda ~ Beta(alpha, alpha); 0 disables mixup."})
     mixup_prob: float = field(default=0.9, metadata={"help": "Probability that a training batch is mixed."})
     spec_augment_ratio: float = field(
         default=0.2,
-        metadata={"help": "SpecAugment: one frequency mask narrower than bins*r and one time mask narrower than frames*r."},
+        metadata={
+            "help": "SpecAugment: one frequency mask narrower than bins*r and one time mask narrower than frames*r."
+        },
     )
     balanced_sampling: bool = field(
         default=False, metadata={"help": "Draw training clips with probability ~ sum of inverse label frequencies."}
@@ -169,7 +181,9 @@ class AsdaFinetuningArguments(TrainingArguments):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def roll_and_gain(waveform: np.ndarray, gain_beta: float = 10.0, gain_offset: float = 0.5, rng=np.random) -> np.ndarray:
+def roll_and_gain(
+    waveform: np.ndarray, gain_beta: float = 10.0, gain_offset: float = 0.5, rng=np.random
+) -> np.ndarray:
     """Circularly shift the waveform by a uniform offset and scale it by `Beta(gain_beta, gain_beta) + gain_offset`."""
     shift = rng.randint(len(waveform))
     gain = rng.beta(gain_beta, gain_beta) + gain_offset
@@ -191,7 +205,9 @@ def mixup(
     if alpha <= 0.0 or rng.rand() >= prob:
         return input_values, labels, 1.0
     if not labels.is_floating_point() or labels.ndim != 2:
-        raise ValueError(f"mixup needs (batch, num_labels) float targets, got {labels.dtype} of shape {tuple(labels.shape)}.")
+        raise ValueError(
+            f"mixup needs (batch, num_labels) float targets, got {labels.dtype} of shape {tuple(labels.shape)}."
+        )
     lam = float(rng.beta(alpha, alpha))
     mixed_inputs = input_values * lam + input_values.flip(0) * (1.0 - lam)
     mixed_labels = labels * lam + labels.flip(0) * (1.0 - lam)
@@ -245,7 +261,9 @@ class AudioClassificationTransform:
         label_column: str = "label_ids",
     ):
         if multi_label and not binary_cross_entropy:
-            raise ValueError("Multi-label data needs problem_type='multi_label_classification' (binary cross-entropy).")
+            raise ValueError(
+                "Multi-label data needs problem_type='multi_label_classification' (binary cross-entropy)."
+            )
         if binary_cross_entropy and args.label_smoothing_factor > 0:
             raise ValueError(
                 "label_smoothing_factor applies to softmax cross-entropy only; the official binary cross-entropy "
@@ -269,7 +287,9 @@ class AudioClassificationTransform:
 
     def features(self, audio) -> np.ndarray:
         waveform, sampling_rate = self.waveform(audio)
-        features = self.feature_extractor(waveform, sampling_rate=sampling_rate, return_tensors="np")["input_values"][0]
+        features = self.feature_extractor(waveform, sampling_rate=sampling_rate, return_tensors="np")["input_values"][
+            0
+        ]
         if self.train and self.args.spectrogram_noise:
             features = noise_and_roll(features, self.args.noise_scale, self.args.noise_max_shift)
         return features
@@ -363,7 +383,12 @@ def layer_decay_parameter_groups(
         decay = not exempt_biases_and_1d or (len(shape) > 1 and not name.endswith(".bias"))
         group = groups.setdefault(
             (lr_scale, decay),
-            {"params": [], "lr": learning_rate * lr_scale, "weight_decay": weight_decay if decay else 0.0, "lr_scale": lr_scale},
+            {
+                "params": [],
+                "lr": learning_rate * lr_scale,
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr_scale": lr_scale,
+            },
         )
         group["params"].append(param)
     return list(groups.values())
@@ -418,7 +443,9 @@ def multi_label_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, fl
     aucs = [roc_auc_score(targets[:, k], scores[:, k]) for k in np.flatnonzero(both_outcomes)]
     metrics = {"mAP": float(np.nanmean(average_precision)) if targets.any() else math.nan}
     metrics["mAUC"] = float(np.mean(aucs)) if aucs else math.nan
-    metrics["d_prime"] = math.sqrt(2.0) * NormalDist().inv_cdf(metrics["mAUC"]) if 0 < metrics["mAUC"] < 1 else math.nan
+    metrics["d_prime"] = (
+        math.sqrt(2.0) * NormalDist().inv_cdf(metrics["mAUC"]) if 0 < metrics["mAUC"] < 1 else math.nan
+    )
     return metrics
 
 
@@ -430,7 +457,9 @@ def single_label_metrics(scores: np.ndarray, labels: np.ndarray, top_k: int = 5)
     metrics = {"accuracy": float((scores.argmax(axis=1) == labels).mean())}
     num_labels = scores.shape[1]
     if num_labels > top_k:
-        metrics[f"top{top_k}_accuracy"] = float(top_k_accuracy_score(labels, scores, k=top_k, labels=np.arange(num_labels)))
+        metrics[f"top{top_k}_accuracy"] = float(
+            top_k_accuracy_score(labels, scores, k=top_k, labels=np.arange(num_labels))
+        )
     return metrics
 
 
@@ -470,7 +499,9 @@ class AsdaFinetuningTrainer(Trainer):
         if not isinstance(self.args, AsdaFinetuningArguments):
             raise TypeError(f"AsdaFinetuningTrainer needs AsdaFinetuningArguments, got {type(self.args).__name__}.")
         if self.args.metric_for_best_model == "auto":
-            raise ValueError("Resolve metric_for_best_model='auto' (to 'mAP' or 'accuracy') before building the Trainer.")
+            raise ValueError(
+                "Resolve metric_for_best_model='auto' (to 'mAP' or 'accuracy') before building the Trainer."
+            )
         if self.args.balanced_sampling and train_sample_weights is None:
             raise ValueError("balanced_sampling needs train_sample_weights (see class_balanced_weights).")
         self.train_sample_weights = train_sample_weights
@@ -493,7 +524,9 @@ class AsdaFinetuningTrainer(Trainer):
             else:
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             if {"params", "model", "optimizer_dict"} & optimizer_kwargs.keys():
-                raise ValueError(f"--optim {self.args.optim} builds its own parameter groups; layer decay needs AdamW.")
+                raise ValueError(
+                    f"--optim {self.args.optim} builds its own parameter groups; layer decay needs AdamW."
+                )
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -517,13 +550,17 @@ class AsdaFinetuningTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and "labels" in inputs:
             inputs = self.augment_batch(inputs)
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def augment_batch(self, inputs: dict) -> dict:
         """Mixup, then SpecAugment, of a training batch (the official order)."""
         labels = inputs["labels"]
         if self.args.label_smoothing_factor > 0 and not labels.is_floating_point():
-            raise ValueError("label_smoothing_factor needs the smoothed float targets of AudioClassificationTransform.")
+            raise ValueError(
+                "label_smoothing_factor needs the smoothed float targets of AudioClassificationTransform."
+            )
         input_values, labels, _ = mixup(
             inputs["input_values"], labels, self.args.mixup_alpha, self.args.mixup_prob, self.augmentation_rng
         )
@@ -550,23 +587,48 @@ class AsdaFinetuningTrainer(Trainer):
         # A batch of clips without any positive label would divide by zero; the summed loss is then the objective.
         return count.clamp(min=1.0)
 
-    def create_model_card(self, *args, **kwargs):
-        """Trainer's card (results, hyper-parameters) plus the recipe and a usage snippet; `pipeline_tag` set."""
-        super().create_model_card(*args, **kwargs)
+    def create_model_card(self, license=None, finetuned_from=None, dataset=None, **trainer_card_kwargs):
+        """The project's card (`write_model_card`: Hub metadata, usage) with the recipe and the final eval metrics.
+        Called by `push_to_hub` too; Trainer's other card arguments (tags, tasks, ...) are set by `write_model_card`."""
         if not self.is_world_process_zero():
             return
-        path = Path(self.args.output_dir) / "README.md"
-        card = ModelCard.load(path)
-        card.data.pipeline_tag = "audio-classification"
-        card.text += self.recipe_card_section()
-        temporary = path.with_name(path.name + ".tmp")
-        card.save(temporary)
-        os.replace(temporary, path)
+        metrics = self.final_eval_metrics()
+        metric = self.args.metric_for_best_model
+        eval_results = None
+        if dataset and metric in metrics:
+            eval_results = [
+                EvalResult(
+                    task_type="audio-classification",
+                    dataset_type=dataset,
+                    dataset_name=dataset,
+                    metric_type=CARD_METRICS.get(metric, metric),
+                    metric_value=metrics[metric],
+                )
+            ]
+        write_model_card(
+            self.args.output_dir,
+            repo_id=self.hub_model_id if self.args.push_to_hub else None,
+            base_model=finetuned_from,
+            datasets=dataset,
+            eval_results=eval_results,
+            license=license or "apache-2.0",
+            description=self.recipe_card_section(metrics),
+            overwrite=True,
+        )
 
-    def recipe_card_section(self) -> str:
+    def final_eval_metrics(self) -> dict[str, float]:
+        """The last evaluation's metrics (after training: the loaded best checkpoint's), without the `eval_` prefix."""
+        for entry in reversed(self.state.log_history):
+            if "eval_loss" in entry:
+                return {key[len("eval_") :]: value for key, value in entry.items() if key.startswith("eval_")}
+        return {}
+
+    def recipe_card_section(self, metrics: dict[str, float]) -> str:
         args, config = self.args, self.model.config
         if config.problem_type == "multi_label_classification":
-            objective = f"binary cross-entropy, summed and divided by the number of {args.multilabel_loss_normalization}"
+            objective = (
+                f"binary cross-entropy, summed and divided by the number of {args.multilabel_loss_normalization}"
+            )
         else:
             objective = f"softmax cross-entropy, label smoothing {args.label_smoothing_factor}"
         augmentations = []
@@ -579,7 +641,9 @@ class AsdaFinetuningTrainer(Trainer):
         if args.spec_augment_ratio > 0:
             augmentations.append(f"SpecAugment ratio {args.spec_augment_ratio}")
         sampling = (
-            f"class-balanced, {args.balanced_samples_per_epoch} clips per epoch" if args.balanced_sampling else "uniform"
+            f"class-balanced, {args.balanced_samples_per_epoch} clips per epoch"
+            if args.balanced_sampling
+            else "uniform"
         )
         rows = [
             ("objective", objective),
@@ -605,17 +669,16 @@ class AsdaFinetuningTrainer(Trainer):
             ("sampling", sampling),
             ("checkpoint", f"best eval {args.metric_for_best_model}" if args.load_best_model_at_end else "last"),
         ]
-        table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-        model_id = self.hub_model_id if self.args.push_to_hub else self.args.output_dir
-        return (
-            "\n\n## ASDA fine-tuning recipe\n\n"
-            "Fine-tuned with `examples/run_finetune.py` (the official ASDA/EAT recipe on the Hugging Face Trainer).\n\n"
-            f"| setting | value |\n|---|---|\n{table}\n\n"
-            "## Usage\n\n"
-            "```python\nfrom transformers import pipeline\n\n"
-            f'classifier = pipeline("audio-classification", model="{model_id}", trust_remote_code=True)\n'
-            'print(classifier("clip.wav"))\n```\n'
+        recipe = "\n".join(f"| {name} | {value} |" for name, value in rows)
+        results = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if name in RESULT_METRICS)
+        section = (
+            "## Fine-tuning\n\n"
+            "Fine-tuned with `examples/run_finetune.py`, the official ASDA/EAT recipe on the Hugging Face Trainer.\n\n"
+            f"| setting | value |\n|---|---|\n{recipe}\n"
         )
+        if results:
+            section += f"\n### Results on the evaluation set\n\n| metric | value |\n|---|---|\n{results}\n"
+        return section
 
 
 __all__ = [

@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import norm
 
-from modeling_asda import AsdaConfig, AsdaForAudioClassification
+from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification
 from modeling_asda.audio_data import LabelVocabulary, decode_audio, drop_short_clips, load_manifest, scan_audio_folder
-from modeling_asda.feature_extraction_asda import AsdaFeatureExtractor
 from modeling_asda.finetuning import (
     AsdaFinetuningArguments,
     AsdaFinetuningTrainer,
@@ -183,7 +182,9 @@ def test_class_balanced_sampler_frequencies_follow_the_weights():
 def test_trainer_uses_the_balanced_sampler(tmp_path):
     model = AsdaForAudioClassification(tiny_config())
     args = finetuning_args(tmp_path, balanced_sampling=True, balanced_samples_per_epoch=3, data_seed=5)
-    trainer = AsdaFinetuningTrainer(model=model, args=args, train_dataset=list(range(4)), train_sample_weights=[1, 1, 1, 0])
+    trainer = AsdaFinetuningTrainer(
+        model=model, args=args, train_dataset=list(range(4)), train_sample_weights=[1, 1, 1, 0]
+    )
     sampler = trainer._get_train_sampler()
     assert isinstance(sampler, ClassBalancedSampler) and sampler.seed == 5 and sorted(sampler) == [0, 1, 2]
     with pytest.raises(ValueError, match="train_sample_weights"):
@@ -205,7 +206,9 @@ def expected_lr_scale(name: str, num_layers: int, layer_decay: float) -> float:
 @pytest.mark.parametrize("exempt", [False, True])
 def test_layer_decay_groups_follow_the_official_grouping(exempt):
     model = AsdaForAudioClassification(tiny_config(num_hidden_layers=12))
-    groups = layer_decay_parameter_groups(model, 1e-3, weight_decay=0.05, layer_decay=0.65, exempt_biases_and_1d=exempt)
+    groups = layer_decay_parameter_groups(
+        model, 1e-3, weight_decay=0.05, layer_decay=0.65, exempt_biases_and_1d=exempt
+    )
     group_of = {id(param): group for group in groups for param in group["params"]}
     assert len(group_of) == sum(1 for _ in model.parameters())
     for name, param in model.named_parameters():
@@ -306,7 +309,9 @@ def test_binary_cross_entropy_divisor(tmp_path, normalization, divisor):
     model = AsdaForAudioClassification(tiny_config(problem_type="multi_label_classification")).eval()
     labels = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]], dtype=torch.float32)
     batch = {"input_values": torch.randn(4, 16, 16), "labels": labels}
-    trainer = AsdaFinetuningTrainer(model=model, args=finetuning_args(tmp_path, multilabel_loss_normalization=normalization))
+    trainer = AsdaFinetuningTrainer(
+        model=model, args=finetuning_args(tmp_path, multilabel_loss_normalization=normalization)
+    )
     num_items = trainer._get_num_items_in_batch([batch], torch.device("cpu"))
     assert float(num_items) == divisor
     loss = trainer.compute_loss(model, batch, num_items_in_batch=num_items)
@@ -337,7 +342,10 @@ def test_arguments_reject_bad_values(tmp_path):
     with pytest.raises(ValueError, match="layer_decay"):
         finetuning_args(tmp_path, layer_decay=0.0)
     with pytest.raises(ValueError, match="auto"):
-        AsdaFinetuningTrainer(model=AsdaForAudioClassification(tiny_config()), args=finetuning_args(tmp_path, metric_for_best_model="auto"))
+        AsdaFinetuningTrainer(
+            model=AsdaForAudioClassification(tiny_config()),
+            args=finetuning_args(tmp_path, metric_for_best_model="auto"),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -355,7 +363,9 @@ def test_label_vocabulary_from_the_audioset_label_file(tmp_path, shared_dir):
     with_header = tmp_path / "labels.csv"
     with_header.write_text('index,mid,display_name\n0,/m/a,"A, long"\n1,/m/b,B\n')
     vocabulary = LabelVocabulary.from_label_file(with_header, multi_label=False)
-    assert vocabulary.names == ["A, long", "B"] and vocabulary.encode("/m/b") == 1 and vocabulary.encode("A, long") == 0
+    assert (
+        vocabulary.names == ["A, long", "B"] and vocabulary.encode("/m/b") == 1 and vocabulary.encode("A, long") == 0
+    )
 
 
 def test_label_vocabulary_from_values():
@@ -368,7 +378,9 @@ def test_label_vocabulary_from_values():
 
 def write_clip(path, num_samples, sampling_rate=16000, seed=0):
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, np.random.RandomState(seed).uniform(-0.5, 0.5, num_samples).astype(np.float32), sampling_rate)
+    soundfile.write(
+        path, np.random.RandomState(seed).uniform(-0.5, 0.5, num_samples).astype(np.float32), sampling_rate
+    )
 
 
 def test_manifest_and_folder_sources(tmp_path):
@@ -425,4 +437,6 @@ def test_transform_augments_training_clips_only(tmp_path):
     train = AudioClassificationTransform(extractor, args, 2, False, False, train=True)(rows)
     assert not np.allclose(train["input_values"][0], evaluation[0]["input_values"][0])
     with pytest.raises(ValueError, match="softmax cross-entropy only"):
-        AudioClassificationTransform(extractor, finetuning_args(tmp_path, label_smoothing_factor=0.1), 2, False, True, True)
+        AudioClassificationTransform(
+            extractor, finetuning_args(tmp_path, label_smoothing_factor=0.1), 2, False, True, True
+        )

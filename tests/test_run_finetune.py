@@ -12,13 +12,14 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
-from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaForPreTraining
+from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaForPreTraining
 from modeling_asda.audio_data import LabelVocabulary
-from modeling_asda.feature_extraction_asda import AsdaFeatureExtractor
 
 
 REPO = Path(__file__).resolve().parents[1]
+PRESETS = REPO / "configuration" / "finetuning"
 sys.path.insert(0, str(REPO / "examples"))
 
 import prepare_manifests  # noqa: E402
@@ -72,10 +73,14 @@ def test_smoke_finetune_then_classify_through_the_pipeline(finetuned, two_class_
     assert config["drop_path_rate"] == 0.1
     features = json.loads((finetuned / "preprocessor_config.json").read_text())
     assert features["max_length"] == 128 and features["mean"] == pytest.approx(-4.268)
-    assert "## ASDA fine-tuning recipe" in (finetuned / "README.md").read_text()
+    card = ModelCard.load(finetuned / "README.md")
+    assert card.data.pipeline_tag == "audio-classification" and "## Fine-tuning" in card.text
+    assert "| accuracy | 1.0000 |" in card.text and "trust_remote_code=True" in card.text
 
     # A fresh interpreter without this repository on its path: the folder alone must be enough (remote code).
-    clips = [(str(two_class_data / row["audio"]), row["label"]) for row in csv.DictReader(open(two_class_data / "eval.csv"))]
+    clips = [
+        (str(two_class_data / row["audio"]), row["label"]) for row in csv.DictReader(open(two_class_data / "eval.csv"))
+    ]
     script = (
         "import json, sys, soundfile\n"
         "from transformers import pipeline\n"
@@ -86,7 +91,12 @@ def test_smoke_finetune_then_classify_through_the_pipeline(finetuned, two_class_
     )
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=finetuned.parent, env=environment, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script],
+        cwd=finetuned.parent,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     predicted = json.loads(completed.stdout.strip().splitlines()[-1])
     assert predicted == [label for _, label in clips]
@@ -155,7 +165,9 @@ def test_hub_style_dataset_with_audio_and_class_label_columns(two_class_data, tm
 def test_fine_tuning_starts_from_the_pre_trained_student(tmp_path):
     # A pre-training folder holds the student (`asda.*`), the EMA teacher and the decoder; the official fine-tuning
     # starts from the student.
-    config = AsdaConfig(**{key: value for key, value in TINY_CONFIG.items() if key != "model_type"}, decoder_hidden_size=32)
+    config = AsdaConfig(
+        **{key: value for key, value in TINY_CONFIG.items() if key != "model_type"}, decoder_hidden_size=32
+    )
     pretrained = AsdaForPreTraining(config)
     with torch.no_grad():
         for param in pretrained.teacher.parameters():
@@ -191,16 +203,27 @@ OFFICIAL_RECIPES = {
 
 @pytest.mark.parametrize("preset", sorted(OFFICIAL_RECIPES))
 def test_presets_hold_the_official_recipes(preset):
-    lr, steps, warmup, batch, frames, mixup, spec_ratio, noise, balanced, smoothing, loss, mean, std = OFFICIAL_RECIPES[preset]
-    model_args, data_args, args = run_finetune.parse_arguments(["--preset", preset, "--output_dir", "unused"])
-    assert (args.learning_rate, args.max_steps, args.warmup_steps, args.per_device_train_batch_size) == (lr, steps, warmup, batch)
+    lr, steps, warmup, batch, frames, mixup, spec_ratio, noise, balanced, smoothing, loss, mean, std = (
+        OFFICIAL_RECIPES[preset]
+    )
+    model_args, data_args, args = run_finetune.parse_arguments(
+        [str(PRESETS / f"{preset}.json"), "--output_dir", "unused"]
+    )
+    assert (args.learning_rate, args.max_steps, args.warmup_steps, args.per_device_train_batch_size) == (
+        lr,
+        steps,
+        warmup,
+        batch,
+    )
     assert (args.mixup_alpha, args.spec_augment_ratio, args.spectrogram_noise) == (mixup, spec_ratio, noise)
     assert (args.balanced_sampling, args.label_smoothing_factor) == (balanced, smoothing)
     assert model_args.problem_type == f"{loss}_label_classification"
     features = AsdaFeatureExtractor.from_preset(data_args.feature_preset)
     assert (features.max_length, features.mean, features.std) == (frames, mean, std)
     # shared by every recipe
-    assert args.roll_augment and args.mixup_prob == 0.9 and args.layer_decay == 0.65 and model_args.drop_path_rate == 0.1
+    assert (
+        args.roll_augment and args.mixup_prob == 0.9 and args.layer_decay == 0.65 and model_args.drop_path_rate == 0.1
+    )
     assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.max_grad_norm) == (0.9, 0.95, 0.05, 0.0)
     assert args.lr_scheduler_kwargs == {"min_lr": 1e-6} and args.official_lr_schedule and args.load_best_model_at_end
     assert not args.exempt_biases_and_1d_from_weight_decay  # what fairseq's composite optimiser did
@@ -210,11 +233,13 @@ def test_presets_hold_the_official_recipes(preset):
         assert args.multilabel_loss_normalization == ("positives" if preset.startswith("as") else "samples")
 
 
-def test_command_line_overrides_the_preset():
-    _, _, args = run_finetune.parse_arguments(["--preset", "esc50", "--max_steps", "10", "--output_dir", "unused"])
+def test_command_line_overrides_the_preset(tmp_path):
+    preset = str(PRESETS / "esc50.json")
+    _, _, args = run_finetune.parse_arguments([preset, "--max_steps", "10", "--output_dir", "unused"])
     assert args.max_steps == 10 and args.spec_augment_ratio == 0.4
-    with pytest.raises(ValueError, match="Unknown preset"):
-        run_finetune.parse_arguments(["--preset", "imagenet", "--output_dir", "unused"])
+    (tmp_path / "typo.json").write_text(json.dumps({"mixup_alpah": 0.5}))
+    with pytest.raises(ValueError, match="mixup_alpah"):
+        run_finetune.parse_arguments([str(tmp_path / "typo.json"), "--output_dir", "unused"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -227,7 +252,9 @@ def test_esc50_fold_manifests_and_summary(tmp_path):
     (root / "meta").mkdir(parents=True)
     rows = [(f"{fold}-{clip}.wav", fold, ["dog", "rain"][clip % 2]) for fold in range(1, 6) for clip in range(2)]
     with open(root / "meta" / "esc50.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([("filename", "fold", "target", "category"), *[(f, fold, 0, c) for f, fold, c in rows]])
+        csv.writer(handle).writerows(
+            [("filename", "fold", "target", "category"), *[(f, fold, 0, c) for f, fold, c in rows]]
+        )
     manifests = prepare_manifests.esc50_manifests(root, tmp_path / "manifests")
     for fold, (train, evaluation) in manifests.items():
         train_rows = list(csv.DictReader(open(train)))
@@ -242,7 +269,7 @@ def test_esc50_fold_manifests_and_summary(tmp_path):
     assert summary["mean_accuracy"] == pytest.approx(0.9)
     assert summary["std_accuracy"] == pytest.approx(np.std([0.9, 0.95, 1.0, 0.85, 0.8], ddof=1))
     command = run_esc50_folds.fold_command(["python"], Path("t.csv"), Path("e.csv"), Path("fold1"), ["--seed", "3"])
-    assert command[2:4] == ["--preset", "esc50"] and command[-2:] == ["--seed", "3"]
+    assert command[2] == str(PRESETS / "esc50.json") and command[-2:] == ["--seed", "3"]
 
 
 def test_speech_commands_manifests(tmp_path):
@@ -253,8 +280,15 @@ def test_speech_commands_manifests(tmp_path):
     (root / "validation_list.txt").write_text("yes/b.wav\n")
     (root / "testing_list.txt").write_text("no/d.wav\n")
     manifests = prepare_manifests.speech_commands_manifests(root, tmp_path / "out")
-    read = {split: [(Path(row["audio"]).name, row["label"]) for row in csv.DictReader(open(path))] for split, path in manifests.items()}
-    assert read == {"train": [("c.wav", "no"), ("a.wav", "yes")], "validation": [("b.wav", "yes")], "test": [("d.wav", "no")]}
+    read = {
+        split: [(Path(row["audio"]).name, row["label"]) for row in csv.DictReader(open(path))]
+        for split, path in manifests.items()
+    }
+    assert read == {
+        "train": [("c.wav", "no"), ("a.wav", "yes")],
+        "validation": [("b.wav", "yes")],
+        "test": [("d.wav", "no")],
+    }
 
 
 def test_audioset_manifest_from_the_official_fairseq_pair(tmp_path):
