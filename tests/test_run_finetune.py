@@ -272,6 +272,34 @@ def test_esc50_fold_manifests_and_summary(tmp_path):
     assert command[2] == str(PRESETS / "esc50.json") and command[-2:] == ["--seed", "3"]
 
 
+@pytest.mark.slow
+def test_esc50_runner_end_to_end(two_class_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the fold runs are subprocesses
+    root = tmp_path / "ESC-50-master"
+    (root / "audio").mkdir(parents=True)
+    clips = list(csv.DictReader(open(two_class_data / "train.csv")))
+    rows = []
+    for index, clip in enumerate(clips):
+        name = f"{index % 5 + 1}-{index}.wav"
+        (root / "audio" / name).write_bytes((two_class_data / clip["audio"]).read_bytes())
+        rows.append((name, index % 5 + 1, 0, clip["label"]))
+    (root / "meta").mkdir()
+    with open(root / "meta" / "esc50.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("filename", "fold", "target", "category"), *rows])
+    output_dir = tmp_path / "out"
+    argv = ["--esc50_dir", str(root), "--output_dir", str(output_dir), "--folds", "1", "2", "--"]
+    extra = ["--config_name", str(two_class_data / "tiny.json"), "--target_length", "128", "--max_steps", "2",
+             "--per_device_train_batch_size", "4", "--fp16", "false", *CPU_FLAGS]  # fmt: skip
+    summary = run_esc50_folds.main(argv + extra)
+    accuracies = [
+        json.loads((output_dir / f"fold{fold}" / "eval_results.json").read_text())["eval_accuracy"] for fold in (1, 2)
+    ]
+    assert summary["mean_accuracy"] == pytest.approx(np.mean(accuracies))
+    assert json.loads((output_dir / "esc50_5fold_results.json").read_text()) == json.loads(json.dumps(summary))
+    run_esc50_folds.main(argv + extra)
+    assert capsys.readouterr().out.count("done already, skipped") == 2
+
+
 def test_speech_commands_manifests(tmp_path):
     root = tmp_path / "speech_commands_v0.02"
     for relative in ("yes/a.wav", "yes/b.wav", "no/c.wav", "no/d.wav", "_background_noise_/noise.wav"):
