@@ -125,7 +125,11 @@ class DataArguments:
     )
     label_separator: str = field(default=",", metadata={"help": "Separator of multi-label strings."})
     min_length_samples: int = field(
-        default=10_000, metadata={"help": "Skip clips shorter than this many samples at their own rate (official)."}
+        default=10_000,
+        metadata={
+            "help": "When training, skip clips shorter than this many samples at their own rate, in both splits (the "
+            "official training loader; its eval.py, like evaluation-only mode here, keeps every clip). 0: keep all."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training clips."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation clips."})
@@ -189,13 +193,15 @@ def build_vocabulary(data_args, reference: datasets.Dataset, multi_label: bool, 
     return LabelVocabulary.from_values(label_strings(reference, data_args.label_column_name), multi_label, separator)
 
 
-def prepare_split(dataset, data_args, vocabulary, sampling_rate: int, max_samples: int | None) -> datasets.Dataset:
+def prepare_split(
+    dataset, data_args, vocabulary, sampling_rate: int, min_samples: int, max_samples: int | None
+) -> datasets.Dataset:
     """Encode the labels into `label_ids`, drop too-short clips, cap the size, set up audio decoding."""
     label_ids = [vocabulary.encode(value) for value in label_strings(dataset, data_args.label_column_name)]
     if LABEL_IDS in dataset.column_names:
         dataset = dataset.remove_columns(LABEL_IDS)
     dataset = dataset.add_column(LABEL_IDS, label_ids)
-    dataset = drop_short_clips(dataset, data_args.audio_column_name, data_args.min_length_samples)
+    dataset = drop_short_clips(dataset, data_args.audio_column_name, min_samples)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return prepare_audio_column(dataset, data_args.audio_column_name, sampling_rate)
@@ -345,13 +351,18 @@ def main(argv: list[str] | None = None):
         )
 
     train_sample_weights = None
+    min_samples = data_args.min_length_samples if training_args.do_train else 0
     if train_split is not None:
-        train_split = prepare_split(train_split, data_args, vocabulary, sampling_rate, data_args.max_train_samples)
+        train_split = prepare_split(
+            train_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_train_samples
+        )
         if training_args.balanced_sampling:
             train_sample_weights = class_balanced_weights(train_split[LABEL_IDS], len(vocabulary.names))
         train_split = train_split.with_transform(transform(train=True))
     if eval_split is not None:
-        eval_split = prepare_split(eval_split, data_args, vocabulary, sampling_rate, data_args.max_eval_samples)
+        eval_split = prepare_split(
+            eval_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_eval_samples
+        )
         eval_split = eval_split.with_transform(transform(train=False))
 
     if training_args.metric_for_best_model == "auto":
