@@ -323,17 +323,13 @@ def main(argv: list[str] | None = None):
     feature_extractor = load_feature_extractor(model_args, data_args)
     sampling_rate = feature_extractor.sampling_rate
 
+    data_problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     if training_args.do_train:
-        problem_type = model_args.problem_type or (
-            "multi_label_classification" if multi_label else "single_label_classification"
-        )
+        problem_type = model_args.problem_type or data_problem_type
         model = load_model(model_args, vocabulary, problem_type)
     else:
         model = load_model(model_args, None, None)
-        problem_type = model.config.problem_type or (
-            "multi_label_classification" if multi_label else "single_label_classification"
-        )
-        model.config.problem_type = problem_type
+        problem_type = model.config.problem_type = model.config.problem_type or data_problem_type
     if model_args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     binary_cross_entropy = problem_type == "multi_label_classification"
