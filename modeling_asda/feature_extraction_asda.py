@@ -107,6 +107,21 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     return resample_audio(waveform.mean(axis=1), file_sampling_rate, _check_sampling_rate(sampling_rate))
 
 
+def _mel_filter_blocks(mel_filters: torch.Tensor, num_blocks: int = 8) -> list[tuple[slice, torch.Tensor]]:
+    """Cut the `(fft_bins, mel_bins)` filter matrix into column blocks, each kept only over the FFT rows it uses.
+
+    Kaldi's triangles are narrow (an FFT bin feeds at most two mel bins), so a dense product spends ~97% of its work on
+    zeros; the block products give the same sums in about half the time.
+    """
+    blocks = []
+    for columns in torch.arange(mel_filters.shape[1]).tensor_split(num_blocks):
+        first, last = int(columns[0]), int(columns[-1]) + 1
+        used_rows = (mel_filters[:, first:last] != 0).any(dim=1).nonzero()
+        rows = slice(int(used_rows.min()), int(used_rows.max()) + 1) if len(used_rows) else slice(0, 0)
+        blocks.append((rows, mel_filters[rows, first:last].contiguous()))
+    return blocks
+
+
 def _check_sampling_rate(sampling_rate) -> int:
     if isinstance(sampling_rate, bool) or not float(sampling_rate).is_integer() or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}.")
@@ -205,7 +220,6 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         self.pad_to_multiple_of = pad_to_multiple_of
         self._validate()
 
-        # `window` and `mel_filters` are left out of the saved config by `to_dict`.
         # Kaldi's "hanning" is the symmetric Hann window; torch's float32 one is the window of the official features.
         self.window = torch.hann_window(frame_length, periodic=False)
         with warnings.catch_warnings():
@@ -222,7 +236,12 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
                 mel_scale="kaldi",
                 triangularize_in_mel_space=True,
             )
-        self.mel_filters = torch.from_numpy(mel_filters).float()
+        self.mel_filter_blocks = _mel_filter_blocks(torch.from_numpy(mel_filters).float())
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()  # drops `window`
+        del output["mel_filter_blocks"]
+        return output
 
     def _validate(self):
         if self.padding_side != "right":
@@ -363,7 +382,8 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         frames.mul_(self.window)
         spectrum = torch.fft.rfft(padded_frames)
         power = spectrum.real.square().add_(spectrum.imag.square())  # |X|^2, 3x faster than abs().pow(2)
-        log_mel = torch.matmul(power, self.mel_filters).clamp_min_(self.mel_floor).log_()
+        mel_energies = torch.cat([power[..., rows] @ filters for rows, filters in self.mel_filter_blocks], dim=-1)
+        log_mel = mel_energies.clamp_min_(self.mel_floor).log_()
         num_frames = 1 + (lengths - self.frame_length) // self.hop_length
         return log_mel, num_frames
 
@@ -371,8 +391,6 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         """Validate the input and bring every clip to a float32 mono waveform at `self.sampling_rate`."""
         if sampling_rate is not None:
             sampling_rate = _check_sampling_rate(sampling_rate)
-        if isinstance(raw_speech, torch.Tensor):
-            raw_speech = raw_speech.detach().cpu().numpy()
         if isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("Got an empty batch: pass at least one clip.")
@@ -417,7 +435,8 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
     def _as_float_waveform(clip, index: int) -> np.ndarray:
         """One clip as a finite 1-D float32 array in [-1, 1]-scale, or a `ValueError` saying what is wrong."""
         if isinstance(clip, torch.Tensor):
-            clip = clip.detach().cpu().numpy()
+            clip = clip.detach().cpu()
+            clip = clip.float() if clip.dtype == torch.bfloat16 else clip  # numpy has no bfloat16
         waveform = np.asarray(clip)
         if waveform.ndim != 1:
             raise ValueError(

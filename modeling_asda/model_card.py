@@ -126,8 +126,10 @@ def _card_body(config, architecture, auto_class, family, repo_id, revision, desc
         "package is imported (`import modeling_asda`), its classes are used instead and no remote code runs.",
         f"```python\n{usage}\n```",
         "Input: mono audio. The feature extractor computes the official Kaldi-compatible 128-bin log-mel fbank and its "
-        "normalisation (see `preprocessor_config.json`) and resamples arrays given at other rates "
-        "(`feature_extractor(waveform, sampling_rate=44100)`); the pipeline has ffmpeg resample files.",
+        "normalisation (see `preprocessor_config.json`). It reads files itself (`feature_extractor(\"clip.wav\")`) and "
+        "resamples arrays at other rates (`feature_extractor(waveform, sampling_rate=44100)`) with the filter of the "
+        "official pipeline; the pipeline instead has ffmpeg decode and resample files, which shifts the features "
+        "slightly.",
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 

@@ -239,6 +239,7 @@ def test_every_input_form_gives_the_same_features(shared_dir):
         ({"array": pcm.astype(np.float32) / 32768, "sampling_rate": 32000}, {}),
         (pcm, {"sampling_rate": 32000}),
         (torch.from_numpy(pcm.astype(np.float64) / 32768), {"sampling_rate": 32000}),
+        ([torch.from_numpy(pcm.astype(np.float32) / 32768)], {"sampling_rate": 32000}),
         ([load_audio(path)], {"sampling_rate": 16000}),
     ]
     for audio, kwargs in forms:
@@ -305,6 +306,7 @@ def bad_inputs():
         ("stereo, channels last", np.stack([ok, ok], axis=1), {}, r"shape \(1600, 2\).*mono.*mean\(axis=1\)"),
         ("stereo, channels first", np.stack([ok, ok]), {}, r"ambiguous.*list of 1-D arrays.*mean\(axis=0\)"),
         ("stereo clip in a batch", [ok, np.stack([ok, ok])], {}, r"Clip 1 has shape \(2, 1600\)"),
+        ("stereo tensor", torch.from_numpy(np.stack([ok, ok])), {}, r"shape \(2, 1600\).*mono"),
         ("int64 pcm", (ok * 32767).astype(np.int64), {}, "int64 samples.*scale other integer audio"),
         ("unscaled pcm as float", ok * 32767, {}, "without scaling"),
         ("complex", ok.astype(np.complex64), {}, "real-valued float"),

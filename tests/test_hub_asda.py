@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import pipeline
+from transformers.dynamic_module_utils import get_imports
 
+import modeling_asda
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaModel, load_audio
 from modeling_asda.convert_checkpoint import convert_checkpoint, read_labels
@@ -97,11 +100,20 @@ def test_pipeline_reads_audio_files_through_ffmpeg(classifier_dir, waves, shared
     path = tmp_path / "clip_a_16k.wav"
     soundfile.write(path, waves[0], 16000, subtype="FLOAT")
     assert_same_predictions(classifier(str(path), top_k=5), expected_top5(classifier_dir, waves[0]), atol=1e-5)
-    # The original 32 kHz clip: ffmpeg resamples with its own filter, so scores only come close.
+    # The original 32 kHz clip: ffmpeg resamples with its own filter (log-mel mean difference 0.02 against the
+    # official resampling), so the tiny model's scores only come close.
     from_file = classifier(str(shared_dir / "data" / "audioset_clip_a_32k.wav"), top_k=None)
     from_array = classifier(waves[0], top_k=None)
     by_label = {p["label"]: p["score"] for p in from_array}
-    np.testing.assert_allclose([p["score"] for p in from_file], [by_label[p["label"]] for p in from_file], atol=5e-3)
+    np.testing.assert_allclose([p["score"] for p in from_file], [by_label[p["label"]] for p in from_file], atol=1e-3)
+
+
+def test_hub_files_import_only_what_remote_loading_may_require():
+    """transformers imports every unguarded third-party module of a remote-code file before loading it."""
+    package = Path(modeling_asda.__file__).parent
+    for name in HUB_CODE_FILES:
+        third_party = {module for module in get_imports(package / name) if module not in sys.stdlib_module_names}
+        assert third_party <= {"numpy", "torch", "transformers", "huggingface_hub", "safetensors"}, (name, third_party)
 
 
 def test_saved_folder_holds_the_code_and_an_auto_map_for_every_auto_class(classifier_dir):
