@@ -146,9 +146,11 @@ def is_multi_label_column(dataset: datasets.Dataset, label_column: str, separato
 
 
 def load_manifest(
-    path: str | os.PathLike, audio_column: str = "audio", label_column: str = "label"
+    path: str | os.PathLike, audio_column: str = "audio", label_column: str | None = "label"
 ) -> datasets.Dataset:
-    """A csv or tsv manifest with a header; audio paths relative to the manifest's folder are made absolute."""
+    """A csv or tsv manifest with a header; audio paths relative to the manifest's folder are made absolute.
+
+    `label_column=None` reads unlabelled audio (pre-training)."""
     path = Path(path)
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="", encoding="utf-8") as handle:
@@ -156,7 +158,7 @@ def load_manifest(
     if not rows:
         raise ValueError(f"{path} has no rows under its header.")
     for column in (audio_column, label_column):
-        if column not in rows[0]:
+        if column is not None and column not in rows[0]:
             raise ValueError(f"{path} has no {column!r} column (columns: {list(rows[0])}).")
     root = path.resolve().parent
     columns = {name: [row[name] for row in rows] for name in rows[0]}
@@ -164,18 +166,30 @@ def load_manifest(
     return datasets.Dataset.from_dict(columns)
 
 
+def _audio_files(root: str | os.PathLike, pattern: str, where: str) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Audio folder {root} does not exist.")
+    paths = sorted(path for path in root.glob(pattern) if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS)
+    if not paths:
+        raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) {where} {root}.")
+    return paths
+
+
 def scan_audio_folder(
     root: str | os.PathLike, audio_column: str = "audio", label_column: str = "label"
 ) -> datasets.Dataset:
     """`root/<label>/.../<clip>` (the audiofolder layout) -> a dataset of audio paths and folder-name labels."""
     root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"Audio folder {root} does not exist.")
-    paths = sorted(path for path in root.glob("*/**/*") if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS)
-    if not paths:
-        raise ValueError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) in class sub-folders of {root}.")
+    paths = _audio_files(root, "*/**/*", "in class sub-folders of")
     labels = [path.relative_to(root).parts[0] for path in paths]
     return datasets.Dataset.from_dict({audio_column: [str(path) for path in paths], label_column: labels})
+
+
+def scan_audio_files(root: str | os.PathLike, audio_column: str = "audio") -> datasets.Dataset:
+    """Every audio file under `root`, at any depth, as a dataset of paths (unlabelled audio for pre-training)."""
+    paths = _audio_files(root, "**/*", "under")
+    return datasets.Dataset.from_dict({audio_column: [str(path) for path in paths]})
 
 
 def prepare_audio_column(dataset: datasets.Dataset, audio_column: str, sampling_rate: int) -> datasets.Dataset:
@@ -257,5 +271,6 @@ __all__ = [
     "load_manifest",
     "num_samples",
     "prepare_audio_column",
+    "scan_audio_files",
     "scan_audio_folder",
 ]

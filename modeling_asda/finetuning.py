@@ -359,6 +359,14 @@ class ClassBalancedSampler(torch.utils.data.Sampler[int]):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def is_weight_decayed(name: str, param: torch.Tensor, exempt_biases_and_1d: bool) -> bool:
+    """Whether a parameter gets weight decay: always in the official runs (fairseq never applies the code's
+    exemption tags), or, with `exempt_biases_and_1d`, unless it is a bias or a 1-D tensor, as the code intends."""
+    # DeepSpeed ZeRO-3 empties partitioned tensors and keeps their shape in `ds_shape`.
+    shape = getattr(param, "ds_shape", param.shape)
+    return not exempt_biases_and_1d or (len(shape) > 1 and not name.endswith(".bias"))
+
+
 def layer_decay_parameter_groups(
     model: nn.Module,
     learning_rate: float,
@@ -378,9 +386,7 @@ def layer_decay_parameter_groups(
             continue
         block = block_of.get(id(param))
         lr_scale = 1.0 if block is None else layer_decay ** (num_layers - block)
-        # DeepSpeed ZeRO-3 empties partitioned tensors and keeps their shape in `ds_shape`.
-        shape = getattr(param, "ds_shape", param.shape)
-        decay = not exempt_biases_and_1d or (len(shape) > 1 and not name.endswith(".bias"))
+        decay = is_weight_decayed(name, param, exempt_biases_and_1d)
         group = groups.setdefault(
             (lr_scale, decay),
             {

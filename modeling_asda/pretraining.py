@@ -3,6 +3,8 @@
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .finetuning import is_weight_decayed
+
 
 def _unwrap(model):
     """The `AsdaForPreTraining` inside a DDP/FSDP/DeepSpeed wrapper (FSDP2 shards in place and needs none)."""
@@ -25,17 +27,32 @@ class AsdaEmaCallback(TrainerCallback):
         _unwrap(model).update_teacher(state.global_step)
 
 
+class DistinctMasksPerProcessCallback(TrainerCallback):
+    """Give every process its own random stream, so that the masks and decoder noise drawn in the forward pass differ
+    between processes (Trainer seeds them all alike). Process 0 keeps the run's seed; on resume, Trainer restores
+    each process's saved stream after this."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        torch.manual_seed(args.seed + args.process_index)
+
+
 class AsdaPretrainingTrainer(Trainer):
-    """`Trainer` for `AsdaForPreTraining`: updates the EMA teacher and also logs the frame and utterance losses
-    (averaged over the micro-batches since the last log and over processes) and the teacher's EMA decay."""
+    """`Trainer` for `AsdaForPreTraining`: updates the EMA teacher; logs the frame and utterance losses (averaged over
+    the micro-batches since the last log and over processes) and the teacher's EMA decay; applies weight decay as the
+    official runs did (see `is_weight_decayed`)."""
 
     LOGGED_TERMS = ("frame_loss", "utterance_loss")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(AsdaEmaCallback())
+        self.add_callback(DistinctMasksPerProcessCallback())
         self._term_totals = None
         self._term_count = 0
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        exempt = getattr(self.args, "exempt_biases_and_1d_from_weight_decay", False)
+        return [name for name, param in model.named_parameters() if is_weight_decayed(name, param, exempt)]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
