@@ -1,9 +1,17 @@
-"""Argument parsing shared by the example scripts: a json preset, then command-line flags that override it."""
+"""Helpers shared by the scripts and command-line tools: json presets overridden by flags, loading a model's feature
+extractor, the default device."""
 
 import json
+import logging
 import sys
 
-from transformers import HfArgumentParser
+import torch
+from transformers import AutoFeatureExtractor, HfArgumentParser
+
+from .feature_extraction_asda import AsdaFeatureExtractor
+
+
+logger = logging.getLogger(__name__)
 
 
 def preset_flags(path: str) -> list[str]:
@@ -24,3 +32,21 @@ def parse_args_with_preset(parser: HfArgumentParser, argv: list[str] | None = No
     if argv and argv[0].endswith(".json"):
         argv = preset_flags(argv[0]) + argv[1:]
     return parser.parse_args_into_dataclasses(argv)
+
+
+def load_feature_extractor(model_name_or_path: str, preset: str | None = None, **hub_kwargs) -> AsdaFeatureExtractor:
+    """The extractor of an official preset when one is named, else the model's own (`preprocessor_config.json`),
+    else the AudioSet one, with a warning: a model folder without its extractor may have been trained on others."""
+    if preset is not None:
+        return AsdaFeatureExtractor.from_preset(preset)
+    try:
+        return AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
+    except OSError:
+        logger.warning(
+            "%s has no feature extractor; using the AudioSet one (pass a preset to choose).", model_name_or_path
+        )
+        return AsdaFeatureExtractor()
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

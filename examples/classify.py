@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""Classify audio files window by window: `modeling_asda.classify` run as a script (installed, the same tool is the
+`asda-classify` command). See docs/inference.md."""
+
+import sys
+
+from modeling_asda.classify import main
+
+
+if __name__ == "__main__":
+    sys.exit(main())

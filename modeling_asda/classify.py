@@ -1,0 +1,214 @@
+# Copyright 2026 The ASDA for Hugging Face authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""`asda-classify`: what is in these recordings, window by window.
+
+    asda-classify clip.wav long_recording.flac --model asda-base-as2m --top_k 5
+
+A recording is cut into windows of whole spectrogram frames; every window is one model input, featurised and padded
+as the official evaluation treats a clip, and gets one output row with its time span. By default a window is the
+model's clip length (its feature extractor's `max_length`: 1024 frames = 10.24 s for AudioSet models) and windows
+follow each other without gap or overlap, so every frame of the recording is classified exactly once; the last window
+holds the rest of the recording (padded like a short clip) and ends at the recording's end.
+"""
+
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import AutoModelForAudioClassification, HfArgumentParser
+
+from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
+from .script_utils import default_device, load_feature_extractor
+
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("text", "jsonl")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input cut from a recording: its span in seconds and the waveform samples its frames read."""
+
+    start: float
+    end: float
+    samples: slice
+
+
+def sliding_windows(
+    num_samples: int, feature_extractor: AsdaFeatureExtractor, window_frames: int, hop_frames: int
+) -> list[Window]:
+    """Windows of `window_frames` spectrogram frames every `hop_frames` frames, covering the recording's frames.
+
+    Frame `j` reads samples `[j * hop_length, j * hop_length + frame_length)` and stands for the time span
+    `[j, j + 1) * hop_length / sampling_rate`; a window of frames `[s, e)` reads the samples of its frames (so a window
+    featurised alone gives exactly those frames of the whole recording's spectrogram) and spans `[s, e) * 10 ms`. The
+    windows stop at the first one that reaches the last frame, which spans to the end of the recording.
+    """
+    frame_length, hop_length = feature_extractor.frame_length, feature_extractor.hop_length
+    sampling_rate = feature_extractor.sampling_rate
+    if num_samples < frame_length:
+        raise ValueError(
+            f"The recording has {num_samples} samples at {sampling_rate} Hz, shorter than one analysis frame "
+            f"({frame_length} samples)."
+        )
+    if not 0 < hop_frames <= window_frames:
+        raise ValueError(
+            f"Need 0 < hop <= window (got a hop of {hop_frames} and a window of {window_frames} frames): a hop longer "
+            "than the window would leave audio between windows unclassified."
+        )
+    num_frames = 1 + (num_samples - frame_length) // hop_length
+    num_windows = 1 + math.ceil(max(num_frames - window_frames, 0) / hop_frames)
+    windows = []
+    for index in range(num_windows):
+        first = index * hop_frames
+        last = min(first + window_frames, num_frames)  # exclusive
+        end = num_samples / sampling_rate if last == num_frames else last * hop_length / sampling_rate
+        samples = slice(first * hop_length, (last - 1) * hop_length + frame_length)
+        windows.append(Window(first * hop_length / sampling_rate, end, samples))
+    return windows
+
+
+def seconds_to_frames(seconds: float, feature_extractor: AsdaFeatureExtractor, name: str) -> int:
+    """A duration as a whole number of frame shifts (10 ms), or a `ValueError`."""
+    frames = seconds * feature_extractor.sampling_rate / feature_extractor.hop_length
+    if frames < 1 or not math.isclose(frames, round(frames), abs_tol=1e-6):
+        frame_shift = feature_extractor.hop_length / feature_extractor.sampling_rate
+        raise ValueError(
+            f"{name} must be a positive multiple of the {frame_shift * 1000:g} ms frame shift, got {seconds}."
+        )
+    return round(frames)
+
+
+@torch.inference_mode()
+def classify_windows(
+    model,
+    feature_extractor: AsdaFeatureExtractor,
+    waveform: np.ndarray,
+    windows: list[Window],
+    window_frames: int,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Class scores `(num_windows, num_labels)` of a waveform at `feature_extractor.sampling_rate`: sigmoid scores
+    for a multi-label model, softmax probabilities otherwise.
+
+    Every window is featurised on its own and padded to the model's clip length (or to the window, if longer), with the
+    extractor's own mask setting: the last, shorter window is classified as the official evaluation classifies a
+    short clip.
+    """
+    patch_size = model.config.patch_size
+    input_frames = max(feature_extractor.max_length, math.ceil(window_frames / patch_size) * patch_size)
+    if input_frames > model.config.max_frames:
+        raise ValueError(
+            f"A window of {window_frames} frames needs {input_frames} input frames; the model takes at most "
+            f"{model.config.max_frames} (its position table). Use a shorter window."
+        )
+    multi_label = model.config.problem_type == "multi_label_classification"
+    scores = []
+    for start in range(0, len(windows), batch_size):
+        chunk = [waveform[window.samples] for window in windows[start : start + batch_size]]
+        inputs = feature_extractor(
+            chunk,
+            sampling_rate=feature_extractor.sampling_rate,
+            padding="max_length",
+            max_length=input_frames,
+            return_tensors="pt",
+        ).to(model.device)
+        inputs["input_values"] = inputs["input_values"].to(model.dtype)
+        logits = model(**inputs).logits.float()
+        scores.append((logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu().numpy())
+    return np.concatenate(scores)
+
+
+@dataclass
+class ClassifyArguments:
+    model: str = field(metadata={"help": "Fine-tuned ASDA classifier: a folder or a Hub id."})
+    top_k: int = field(default=5, metadata={"help": "Labels printed per window, best first."})
+    window_seconds: float | None = field(
+        default=None,
+        metadata={
+            "help": "Window length (a multiple of 10 ms). Default: the model's clip length (10.24 s for AudioSet)."
+        },
+    )
+    hop_seconds: float | None = field(
+        default=None, metadata={"help": "Distance between window starts, at most the window. Default: the window."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Windows per forward pass."})
+    output_format: str = field(
+        default="text", metadata={"help": "'text' (aligned rows) or 'jsonl' (one json object per window)."}
+    )
+    feature_preset: str | None = field(
+        default=None, metadata={"help": "audioset, esc50 or speech_commands instead of the model's own extractor."}
+    )
+    device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
+
+
+def format_row(path: str, window: Window, labels: list[str], scores: list[float], output_format: str) -> str:
+    if output_format == "jsonl":
+        record = {"file": path, "start": round(window.start, 3), "end": round(window.end, 3)}
+        return json.dumps({**record, "labels": labels, "scores": [round(score, 6) for score in scores]})
+    predictions = " | ".join(f"{label} {score:.3f}" for label, score in zip(labels, scores))
+    return f"{path}\t{window.start:8.2f}\t{window.end:8.2f}\t{predictions}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Classify every file and print one row per window; unreadable files are reported on stderr and skipped.
+    Returns (and exits with) 1 when a file failed."""
+    parser = HfArgumentParser(ClassifyArguments, description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", help="Audio files (anything soundfile reads: wav, flac, ogg, mp3, ...).")
+    args, namespace = parser.parse_args_into_dataclasses(argv)
+    if args.output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"--output_format must be one of {OUTPUT_FORMATS}, got {args.output_format!r}.")
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
+
+    hub_kwargs = {"trust_remote_code": args.trust_remote_code}
+    feature_extractor = load_feature_extractor(args.model, args.feature_preset, **hub_kwargs)
+    model = AutoModelForAudioClassification.from_pretrained(args.model, **hub_kwargs)
+    model.to(args.device or default_device()).eval()
+    names = [model.config.id2label[index] for index in range(model.config.num_labels)]
+    if args.window_seconds is None:
+        window_frames = feature_extractor.max_length
+    else:
+        window_frames = seconds_to_frames(args.window_seconds, feature_extractor, "--window_seconds")
+    hop_frames = (
+        window_frames
+        if args.hop_seconds is None
+        else seconds_to_frames(args.hop_seconds, feature_extractor, "--hop_seconds")
+    )
+    top_k = min(args.top_k, len(names))
+
+    failed = 0
+    for path in namespace.files:
+        try:
+            waveform = load_audio(path, feature_extractor.sampling_rate)
+            windows = sliding_windows(len(waveform), feature_extractor, window_frames, hop_frames)
+        except Exception as error:  # one unreadable file must not stop the others
+            print(f"{path}: {type(error).__name__}: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        scores = classify_windows(model, feature_extractor, waveform, windows, window_frames, args.batch_size)
+        for window, window_scores in zip(windows, scores):
+            best = np.argsort(-window_scores, kind="stable")[:top_k]
+            labels = [names[index] for index in best]
+            print(format_row(path, window, labels, window_scores[best].tolist(), args.output_format), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
