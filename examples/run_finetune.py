@@ -41,7 +41,6 @@ from transformers import (
     set_seed,
 )
 
-from modeling_asda import AsdaFeatureExtractor
 from modeling_asda.audio_data import (
     LabelVocabulary,
     class_label_names,
@@ -60,6 +59,7 @@ from modeling_asda.finetuning import (
     class_balanced_weights,
     per_class_average_precision,
 )
+from modeling_asda import script_utils
 from modeling_asda.script_utils import parse_args_with_preset
 
 
@@ -227,14 +227,9 @@ def load_feature_extractor(model_args, data_args):
                 "--feature_extractor_name and --feature_preset / --target_length / --norm_* exclude each other."
             )
         return AutoFeatureExtractor.from_pretrained(model_args.feature_extractor_name, **hub_kwargs)
-    if data_args.feature_preset or overrides:
-        return AsdaFeatureExtractor.from_preset(data_args.feature_preset or "audioset", **overrides)
-    if model_args.model_name_or_path:
-        try:
-            return AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
-        except OSError:
-            logger.warning("%s has no feature extractor; using the AudioSet one.", model_args.model_name_or_path)
-    return AsdaFeatureExtractor()
+    return script_utils.load_feature_extractor(
+        model_args.model_name_or_path, data_args.feature_preset, overrides, **hub_kwargs
+    )
 
 
 def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str | None):

@@ -34,18 +34,22 @@ def parse_args_with_preset(parser: HfArgumentParser, argv: list[str] | None = No
     return parser.parse_args_into_dataclasses(argv)
 
 
-def load_feature_extractor(model_name_or_path: str, preset: str | None = None, **hub_kwargs) -> AsdaFeatureExtractor:
-    """The extractor of an official preset when one is named, else the model's own (`preprocessor_config.json`),
-    else the AudioSet one, with a warning: a model folder without its extractor may have been trained on others."""
-    if preset is not None:
-        return AsdaFeatureExtractor.from_preset(preset)
-    try:
-        return AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
-    except OSError:
-        logger.warning(
-            "%s has no feature extractor; using the AudioSet one (pass a preset to choose).", model_name_or_path
-        )
-        return AsdaFeatureExtractor()
+def load_feature_extractor(
+    model_name_or_path: str | None, preset: str | None = None, overrides: dict | None = None, **hub_kwargs
+) -> AsdaFeatureExtractor:
+    """The extractor of an official preset when one is named (AudioSet's when only `overrides` such as `max_length`
+    are given), else the model's own (`preprocessor_config.json`), else the AudioSet one, with a warning: a model
+    folder without its extractor may have been trained on other statistics."""
+    if preset is not None or overrides:
+        return AsdaFeatureExtractor.from_preset(preset or "audioset", **(overrides or {}))
+    if model_name_or_path is not None:
+        try:
+            return AutoFeatureExtractor.from_pretrained(model_name_or_path, **hub_kwargs)
+        except OSError:
+            logger.warning(
+                "%s has no feature extractor; using the AudioSet one (pass a preset to choose).", model_name_or_path
+            )
+    return AsdaFeatureExtractor()
 
 
 def default_device() -> str:
