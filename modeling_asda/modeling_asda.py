@@ -618,6 +618,11 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
     @torch.no_grad()
     def update_teacher(self, step: int):
         """teacher <- decay * teacher + (1 - decay) * student, with the decay of update number `step` (1-based)."""
+        if any(hasattr(parameter, "ds_id") for parameter in self.teacher.parameters()):
+            raise RuntimeError(
+                "DeepSpeed ZeRO-3 partitions the teacher and student parameters in a way the EMA update cannot follow: "
+                "pre-train with DDP, DeepSpeed ZeRO-2 or FSDP."
+            )
         weight = 1.0 - self.ema_decay(step)
         teacher_parameters = list(self.teacher.parameters())
         student_parameters = [parameter.detach() for parameter in self.asda.parameters()]

@@ -2,7 +2,11 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 import unittest
+from pathlib import Path
 
 import pytest
 import torch
@@ -252,3 +256,21 @@ class AsdaForPreTrainingTest(ModelTesterMixin, unittest.TestCase):
         # As for AsdaModel: the reported differential map is not the operand of the value product.
         self.model_tester.attention_type = "standard"
         super().test_retain_grad_hidden_states_attentions()
+
+
+@pytest.mark.slow
+def test_ema_update_on_fsdp2_shards_matches_one_replica():
+    worker = Path(__file__).with_name("fsdp_ema_worker.py")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "max difference" in result.stdout
+
+
+def test_ema_update_refuses_deepspeed_zero3_partitions():
+    model = AsdaForPreTraining(AsdaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                          intermediate_size=64, decoder_hidden_size=32, decoder_num_layers=1))
+    next(model.teacher.parameters()).ds_id = 0  # what ZeRO-3 attaches to the parameters it partitions
+    with pytest.raises(RuntimeError, match="ZeRO-3"):
+        model.update_teacher(1)
