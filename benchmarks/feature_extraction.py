@@ -10,8 +10,6 @@ gives median wall times and the ratio, with 1 torch thread and with all of them,
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -22,6 +20,7 @@ from transformers import ASTFeatureExtractor
 from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
 
 from modeling_asda import AsdaFeatureExtractor
+from timing import interleaved_medians
 
 
 RESULTS = Path(__file__).resolve().parent / "results" / "feature_extraction.md"
@@ -30,22 +29,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "feature_extraction.md"
 def _clips(num_clips: int, seconds: float, sampling_rate: int) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.normal(0.0, 0.1, int(seconds * sampling_rate)).astype(np.float32) for _ in range(num_clips)]
-
-
-def _interleaved_median_seconds(functions: dict, repeats: int) -> dict:
-    """Median wall time of each function, timed in turns so that load on a shared machine hits all of them alike.
-
-    Each turn starts with an untimed call: what the previous function left in caches and the allocator would
-    otherwise be charged to the next one (AST's numpy arrays slow ASDA's next call about 2x).
-    """
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            function()
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def measure(repeats: int = 11, num_clips: int = 8, seconds: float = 10.0, threads: int | None = None) -> dict:
@@ -69,13 +52,15 @@ def _measure(repeats: int, num_clips: int, seconds: float) -> dict:
     # AST takes torchaudio when it is importable; the numpy path (transformers.audio_utils) is the one compared.
     with mock.patch.object(feature_extraction_audio_spectrogram_transformer, "is_speech_available", return_value=False):
         ast = ASTFeatureExtractor()
-        medians = _interleaved_median_seconds(
+        medians = interleaved_medians(
             {
                 "ast_numpy_s": lambda: ast(clips_16k, sampling_rate=16000, return_tensors="pt"),
                 "asda_s": lambda: asda(clips_16k, sampling_rate=16000, return_tensors="pt"),
                 "asda_from_32k_s": lambda: asda(clips_32k, sampling_rate=32000, return_tensors="pt"),
             },
             repeats,
+            warmup=0,
+            untimed_calls=1,  # AST's numpy arrays slow ASDA's next call about 2x
         )
         ast_features = ast(clips_16k, sampling_rate=16000, return_tensors="pt")["input_values"]
     asda_features = asda(clips_16k, sampling_rate=16000, return_tensors="pt")["input_values"]
