@@ -14,7 +14,7 @@
 # limitations under the License.
 """ASDA's speed side by side with its peers, in one process and one run -> `benchmarks/RESULTS.md`.
 
-    PYTHONPATH=. python benchmarks/run.py                                  # CPU, fp32: about 20 minutes on 2 cores
+    PYTHONPATH=. python benchmarks/run.py                                  # CPU, fp32: about 40 minutes on 2 cores
     PYTHONPATH=. python benchmarks/run.py --device cuda --dtype bfloat16   # a GPU -> benchmarks/RESULTS-cuda.md
 
 1. inference: ASDA-base vs `transformers.ASTForAudioClassification` (default config) vs the same ASDA with standard
