@@ -217,9 +217,9 @@ class AsdaAttention(nn.Module):
         out_h = (softmax(Q1_h K1_h^T / sqrt(d)) - lambda * softmax(Q2_h K2_h^T / sqrt(d))) V_h
         out = o_proj(scale * LayerNorm(concat_h out_h))
     One projection gives `[Q1 | Q2 | K1 | K2 | V]`, i.e. 2H query/key heads and H value heads of size d = hidden / H.
-    Both maps of a head read the same values, so the two softmaxes run as one attention call over 2H heads (any
-    backend of the attention interface applies, with no attention matrix materialised outside eager) and the
-    difference is taken on the outputs: A1 V - lambda A2 V = (A1 - lambda A2) V.
+    Both maps of a head read the same values, so each map is one call of the attention interface over the same V
+    (any backend applies, with no attention matrix materialised outside eager, and no copy of V) and the difference
+    is taken on the outputs: A1 V - lambda A2 V = (A1 - lambda A2) V.
     """
 
     def __init__(self, config: AsdaConfig):
@@ -248,34 +248,31 @@ class AsdaAttention(nn.Module):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch_size, seq_len, hidden_size = hidden_states.shape
-        qk_heads = self.maps_per_head * self.num_heads
         qkv = self.qkv_proj(hidden_states).view(batch_size, seq_len, -1, self.head_dim).transpose(1, 2)
-        query, key, value = qkv.split([qk_heads, qk_heads, self.num_heads], dim=1)
-        if self.is_differential:
-            value = torch.cat([value, value], dim=1)
-
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, attn_weights = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
+
+        def attend(query, key, value):
+            return attention_interface(
+                self,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
 
         if self.is_differential:
-            first, second = attn_output.chunk(2, dim=2)
+            query1, query2, key1, key2, value = qkv.chunk(5, dim=1)
+            (first, first_map), (second, second_map) = attend(query1, key1, value), attend(query2, key2, value)
             attn_output = (first - self.differential_lambda * second).reshape(batch_size, seq_len, hidden_size)
             attn_output = self.head_norm(attn_output) * self.output_scale
-            if attn_weights is not None:
-                first_map, second_map = attn_weights.chunk(2, dim=1)
-                attn_weights = first_map - self.differential_lambda * second_map
+            attn_weights = None if first_map is None else first_map - self.differential_lambda * second_map
         else:
+            attn_output, attn_weights = attend(*qkv.chunk(3, dim=1))
             attn_output = attn_output.reshape(batch_size, seq_len, hidden_size)
         return self.dropout(self.o_proj(attn_output)), attn_weights
 
