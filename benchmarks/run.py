@@ -33,6 +33,7 @@ import argparse
 import math
 import os
 import platform
+import subprocess
 from functools import partial
 from pathlib import Path
 
@@ -288,8 +289,20 @@ def machine() -> str:
         description += f", GPU {torch.cuda.get_device_name()}"
     return (
         f"{description}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}"
+        f"transformers {transformers.__version__}; code at {code_version()}"
     )
+
+
+def code_version() -> str:
+    """The git commit measured, marked when the working tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit (no git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes" if dirty else "")
 
 
 def format_report(bench: Bench, results: dict) -> str:
