@@ -1,0 +1,374 @@
+#!/usr/bin/env python
+# Copyright 2026 The ASDA for Hugging Face authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End-to-end proof at small scale: does self-supervised pre-training help, and does differential attention beat
+standard attention at the same budget? On a synthetic spoken-command corpus (`examples/make_spoken_commands.py`).
+
+    apt-get install -y espeak-ng sox
+    PYTHONPATH=. python benchmarks/pretraining_experiment.py         # about 75 minutes on 2 CPU cores
+
+The setting is the one self-supervised pre-training is for: much unlabelled audio, few labels. For every seed and
+both attention types (`differential` = ASDA; `standard` = the same model with plain softmax attention, the paper's
+ablation as one flag):
+1. pre-train a small encoder on the unlabelled pool (4000 clips of other words and phrases, training voices only)
+   with the official recipe: 16 masked clones per clip, 12 clips per step as on one official GPU, EMA teacher, CNN
+   decoder; a checkpoint every `PRETRAINING["save_every"]` steps;
+2. probe every checkpoint (and the random initialisation): a logistic regression on the frozen CLS embeddings of the
+   labelled clips, scored on the test voices;
+3. fine-tune the final encoder, and the same architecture from random initialisation, on the labelled clips (40 per
+   command word) with the SPC-2 recipe scaled to this CPU;
+4. score the fine-tuned models on the validation and test voices, which no training clip was spoken in.
+Every run's metrics and loss logs go to `benchmarks/results/experiment/runs.json` (finished runs are skipped when
+the script is run again); the table (mean ± std over seeds) and the plots are written next to it.
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaModel, load_audio
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "examples"))
+import run_finetune  # noqa: E402
+import run_pretrain  # noqa: E402
+from make_spoken_commands import write_corpus  # noqa: E402
+
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "experiment"
+ATTENTION_TYPES = ("differential", "standard")
+# Small ASDA: asda-tiny (192 wide, 3 heads of 64) with 4 blocks; 1-s clips -> 128 frames -> 8 x 8 = 64 patches.
+MODEL_OVERRIDES = {"num_hidden_layers": 4}
+CLONES, CLIPS_PER_STEP = 16, 12
+PRETRAINING = {
+    "steps": 400,
+    "save_every": 100,
+    "learning_rate": 5e-4,
+    # A run of a few hundred steps needs a teacher that follows the student within the run: the EMA decay anneals
+    # from 0.998 to 0.9999 over the run (official: 0.9998 -> 0.99999 over the first 100k of 800k steps).
+    "ema_decay": 0.998,
+    "ema_end_decay": 0.9999,
+    # The official lambda_u = 0.5 on the *mean* over the 192 student clones of a step. The official code weights
+    # the *sum* (spec 3.4): 192 x 0.5 against the frame term, which at this budget pulls every CLS token to one point.
+    "utterance_loss_weight": 0.5 / (CLONES * CLIPS_PER_STEP),
+}
+LABELLED_PER_WORD = 40
+FINETUNING = {"steps": 400, "batch_size": 32, "learning_rate": 5e-4, "pretrained_layer_decay": 0.75}
+# The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy: with mixup and binary
+# cross-entropy no model, pre-trained or not, left chance level within a few hundred steps.
+FINETUNING_RECIPE = ["--mixup_alpha", "0", "--problem_type", "single_label_classification"]
+FEATURES = ["--feature_preset", "speech_commands", "--target_length", "128"]
+COMMON_FLAGS = ["--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+
+
+def model_config(attention_type: str, directory: Path) -> Path:
+    """The experiment's model config for one attention type, as a json preset for the scripts."""
+    config = AsdaConfig.from_pretrained(REPO_ROOT / "configuration/models/asda-tiny.json")
+    config.update({
+        **MODEL_OVERRIDES, "attention_type": attention_type, "clone_batch": CLONES,
+        "ema_anneal_end_step": PRETRAINING["steps"], "ema_decay": PRETRAINING["ema_decay"],
+        "ema_end_decay": PRETRAINING["ema_end_decay"], "utterance_loss_weight": PRETRAINING["utterance_loss_weight"],
+    })  # fmt: skip
+    config.validate_architecture()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{attention_type}.json"
+    config.to_json_file(path)
+    return path
+
+
+def labelled_subset(corpus: Path, per_word: int, seed: int) -> Path:
+    """`per_word` training clips of every command word, drawn at random: the labelled data of the experiment."""
+    path = corpus / f"train_{per_word}_per_word.csv"
+    if not path.exists():
+        with open(corpus / "train.csv", newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        rng = np.random.default_rng(seed)
+        chosen = []
+        for word in sorted({row["label"] for row in rows}):
+            candidates = [row for row in rows if row["label"] == word]
+            chosen += [candidates[index] for index in sorted(rng.choice(len(candidates), per_word, replace=False))]
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(chosen)
+    return path
+
+
+def pretrain(corpus: Path, config: Path, seed: int, output_dir: Path) -> dict:
+    start = time.perf_counter()
+    trainer = run_pretrain.main([
+        str(REPO_ROOT / "configuration/pretraining/asda-tiny-smoke.json"),
+        "--config_name", str(config), "--config_overrides", f"clone_batch={CLONES}",
+        "--train_file", str(corpus / "pool.csv"), *FEATURES,
+        "--max_steps", str(PRETRAINING["steps"]), "--warmup_steps", str(PRETRAINING["steps"] // 10),
+        "--learning_rate", str(PRETRAINING["learning_rate"]), "--per_device_train_batch_size", str(CLIPS_PER_STEP),
+        "--save_strategy", "steps", "--save_steps", str(PRETRAINING["save_every"]), "--save_only_model", "true",
+        "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
+    ])  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - start,
+        "log": [entry for entry in trainer.state.log_history if "frame_loss" in entry],
+    }
+
+
+class Probe:
+    """Linear probe: logistic regression on frozen CLS embeddings, fitted on the labelled clips."""
+
+    def __init__(self, corpus: Path, labelled: Path):
+        extractor = AsdaFeatureExtractor.from_preset("speech_commands", max_length=128)
+        self.splits = {}
+        for split, manifest in (("train", labelled), ("test", corpus / "test.csv")):
+            with open(manifest, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            waveforms = [load_audio(corpus / row["audio"]) for row in rows]
+            features = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
+            self.splits[split] = (features, [row["label"] for row in rows])
+
+    @torch.no_grad()
+    def embed(self, model: AsdaModel, split: str) -> np.ndarray:
+        features = self.splits[split][0]
+        model.eval()
+        return torch.cat([model(batch).pooler_output for batch in features.split(100)]).numpy()
+
+    def accuracy(self, model: AsdaModel) -> float:
+        train = self.embed(model, "train")
+        scaler = StandardScaler().fit(train)
+        classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train), self.splits["train"][1])
+        return float(classifier.score(scaler.transform(self.embed(model, "test")), self.splits["test"][1]))
+
+
+def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Path) -> dict[int, float]:
+    """Probe accuracy at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
+    torch.manual_seed(seed)
+    accuracies = {0: probe.accuracy(AsdaModel(AsdaConfig.from_pretrained(config)))}
+    for step in range(PRETRAINING["save_every"], PRETRAINING["steps"] + 1, PRETRAINING["save_every"]):
+        encoder = AsdaModel.from_pretrained(pretrained_dir / f"checkpoint-{step}")  # the student of the checkpoint
+        accuracies[step] = probe.accuracy(encoder)
+    return accuracies
+
+
+def finetune(corpus: Path, labelled: Path, init: list[str], layer_decay: float, seed: int, output_dir: Path) -> dict:
+    """Fine-tune on the labelled clips, then evaluate the final model on the validation and test voices."""
+    start = time.perf_counter()
+    trainer = run_finetune.main([
+        str(REPO_ROOT / "configuration/finetuning/spc2.json"), *init, *FINETUNING_RECIPE,
+        "--train_file", str(labelled), "--eval_file", str(corpus / "validation.csv"), *FEATURES,
+        "--do_train", "--max_steps", str(FINETUNING["steps"]), "--warmup_steps", str(FINETUNING["steps"] // 10),
+        "--learning_rate", str(FINETUNING["learning_rate"]), "--layer_decay", str(layer_decay),
+        "--per_device_train_batch_size", str(FINETUNING["batch_size"]), "--fp16", "false",
+        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
+    ])  # fmt: skip
+    seconds = time.perf_counter() - start
+    validation = json.loads((output_dir / "eval_results.json").read_text())
+    test_dir = output_dir / "test"
+    run_finetune.main([
+        "--model_name_or_path", str(output_dir), "--eval_file", str(corpus / "test.csv"), "--do_eval",
+        "--per_device_eval_batch_size", "64", "--output_dir", str(test_dir), *COMMON_FLAGS,
+    ])  # fmt: skip
+    test = json.loads((test_dir / "eval_results.json").read_text())
+    return {
+        "seconds": seconds,
+        "validation_accuracy": validation["eval_accuracy"],
+        "test_accuracy": test["eval_accuracy"],
+        "log": [entry for entry in trainer.state.log_history if "loss" in entry],
+    }
+
+
+def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs: dict, save) -> None:
+    probe = None
+    for seed in seeds:
+        for attention in ATTENTION_TYPES:
+            config = model_config(attention, work_dir / "configs")
+            pretrained_dir = work_dir / f"pretrain/{attention}/seed{seed}"
+            key = f"pretrain/{attention}/seed{seed}"
+            if key not in runs:
+                runs[key] = pretrain(corpus, config, seed, pretrained_dir)
+                save()
+            if "probe_test_accuracy" not in runs[key]:
+                probe = probe or Probe(corpus, labelled)
+                runs[key]["probe_test_accuracy"] = probe_checkpoints(probe, config, seed, pretrained_dir)
+                save()
+            starts = {
+                "pretrained": ([f"--model_name_or_path={pretrained_dir}"], FINETUNING["pretrained_layer_decay"]),
+                "scratch": ([f"--config_name={config}"], 1.0),
+            }
+            for start, (init, layer_decay) in starts.items():
+                finetune_key = f"finetune/{attention}/{start}/seed{seed}"
+                if finetune_key not in runs:
+                    runs[finetune_key] = finetune(corpus, labelled, init, layer_decay, seed, work_dir / finetune_key)
+                    save()
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+
+
+def finetuned(runs: dict, attention: str, start: str, split: str) -> list[float]:
+    prefix = f"finetune/{attention}/{start}/"
+    return [run[f"{split}_accuracy"] for key, run in sorted(runs.items()) if key.startswith(prefix)]
+
+
+def probed(runs: dict, attention: str) -> dict[int, list[float]]:
+    """Probe accuracies by pre-training step, over seeds."""
+    by_step = {}
+    for key, run in sorted(runs.items()):
+        if key.startswith(f"pretrain/{attention}/"):
+            for step, accuracy in run["probe_test_accuracy"].items():
+                by_step.setdefault(int(step), []).append(accuracy)
+    return dict(sorted(by_step.items()))
+
+
+def write_plots(runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"differential": "tab:blue", "standard": "tab:orange"}
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    for attention in ATTENTION_TYPES:
+        for key, run in sorted(runs.items()):
+            first = key.endswith("seed0")
+            if key.startswith(f"pretrain/{attention}/"):
+                steps = [entry["step"] for entry in run["log"]]
+                axes[0].plot(steps, [entry["frame_loss"] for entry in run["log"]], color=colours[attention],
+                             alpha=0.7, label=attention if first else None)  # fmt: skip
+            elif key.startswith(f"finetune/{attention}/"):
+                start = key.split("/")[2]
+                steps = [entry["step"] for entry in run["log"]]
+                axes[1].plot(steps, [entry["loss"] for entry in run["log"]], "-" if start == "pretrained" else ":",
+                             color=colours[attention], alpha=0.7,
+                             label=f"{attention}, {start}" if first else None)  # fmt: skip
+        by_step = probed(runs, attention)
+        means = [100 * statistics.mean(values) for values in by_step.values()]
+        spreads = [100 * statistics.stdev(values) if len(values) > 1 else 0.0 for values in by_step.values()]
+        axes[2].errorbar(list(by_step), means, yerr=spreads, marker="o", capsize=4, color=colours[attention],
+                         label=f"{attention}: linear probe")  # fmt: skip
+    axes[0].set(title="Pre-training: frame loss", xlabel="step", ylabel="loss", yscale="log")
+    axes[1].set(title="Fine-tuning: training loss (solid: pre-trained, dotted: scratch)", xlabel="step", ylabel="loss")
+    axes[2].set(title="Test voices: probe accuracy vs pre-training steps", xlabel="pre-training steps",
+                ylabel="accuracy (%)")  # fmt: skip
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
+    clips = corpus_summary["clips"]
+    words = len(corpus_summary["commands"])
+    lines = [
+        "# Pre-training vs scratch, differential vs standard attention (synthetic spoken commands)",
+        "",
+        f"Accuracy (%) on {words} command words, mean ± std over {len(seeds)} seeds. Fine-tuned on "
+        f"{LABELLED_PER_WORD * words} labelled clips ({LABELLED_PER_WORD} per word); validation ({clips['validation']} "
+        f"clips) and test ({clips['test']} clips) are spoken in voices held out of all training; pre-training used "
+        f"{clips['pool']} unlabelled clips of other words. Chance is {100 / words:.0f} %.",
+        "",
+        "| attention | initialisation | fine-tuned: validation voices | fine-tuned: test voices | "
+        "linear probe: test voices |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for attention in ATTENTION_TYPES:
+        by_step = probed(runs, attention)
+        for start, name, probe_step in (
+            ("scratch", "random (no pre-training)", 0),
+            ("pretrained", f"pre-trained {PRETRAINING['steps']} steps", PRETRAINING["steps"]),
+        ):
+            validation, test = finetuned(runs, attention, start, "validation"), finetuned(runs, attention, start, "test")
+            if test:
+                lines.append(
+                    f"| {attention} | {name} | {mean_std(validation)} | {mean_std(test)} | "
+                    f"{mean_std(by_step[probe_step])} |"
+                )
+    lines += ["", "Per seed, test voices (%):", "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|" + "---:|" * len(seeds)]  # fmt: skip
+    for attention in ATTENTION_TYPES:
+        for start in ("scratch", "pretrained"):
+            values = finetuned(runs, attention, start, "test")
+            lines.append(f"| fine-tuned, {attention}, {start} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
+        for step, values in probed(runs, attention).items():
+            lines.append(f"| probe, {attention}, step {step} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
+    minutes = {key: run["seconds"] / 60 for key, run in runs.items()}
+    pretraining_minutes = [value for key, value in minutes.items() if key.startswith("pretrain/")]
+    lines += [
+        "",
+        "![pre-training loss, fine-tuning loss, probe accuracy vs pre-training steps](experiment.png)",
+        "",
+        f"Pre-training: {PRETRAINING['steps']} steps x {CLIPS_PER_STEP} clips x {CLONES} clones, lr "
+        f"{PRETRAINING['learning_rate']}, EMA {PRETRAINING['ema_decay']} -> {PRETRAINING['ema_end_decay']}, utterance "
+        f"weight {PRETRAINING['utterance_loss_weight']:.5f} (0.5 on the mean over clones); "
+        f"{min(pretraining_minutes):.1f}-{max(pretraining_minutes):.1f} min per run. Fine-tuning: "
+        f"{FINETUNING['steps']} steps x {FINETUNING['batch_size']} clips, lr {FINETUNING['learning_rate']}, layer decay "
+        f"{FINETUNING['pretrained_layer_decay']} for pre-trained encoders (none from scratch), the SPC-2 recipe's "
+        "roll, noise and SpecAugment, no mixup, cross-entropy. Model: `configuration/models/asda-tiny.json` with "
+        f"{MODEL_OVERRIDES}.",
+        "",
+        f"Made by `PYTHONPATH=. python benchmarks/pretraining_experiment.py` ({sum(minutes.values()):.0f} min of "
+        f"training and evaluation) on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work_dir", type=Path, default=REPO_ROOT / "outputs" / "experiment")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--corpus_seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    transformers.utils.logging.set_verbosity_error()
+
+    start = time.perf_counter()
+    corpus = args.work_dir / "corpus"
+    if not (corpus / "corpus.json").exists():
+        write_corpus(corpus, seed=args.corpus_seed, takes_per_word={"train": 2, "validation": 1, "test": 1})
+    corpus_summary = json.loads((corpus / "corpus.json").read_text())
+    labelled = labelled_subset(corpus, LABELLED_PER_WORD, args.corpus_seed)
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    runs_file = RESULTS_DIR / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+
+    def save():
+        runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+        print(f"[{(time.perf_counter() - start) / 60:.1f} min] {len(runs)} runs done", flush=True)
+
+    run_all(corpus, labelled, args.work_dir, args.seeds, runs, save)
+    write_plots(runs, RESULTS_DIR / "experiment.png")
+    report = write_report(runs, corpus_summary, args.seeds)
+    (RESULTS_DIR / "RESULTS.md").write_text(report, encoding="utf-8")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
