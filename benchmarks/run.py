@@ -94,9 +94,8 @@ class Bench:
         generator = torch.Generator().manual_seed(0)
         return (0.5 * torch.randn(batch, frames, 128, generator=generator)).to(self.device, self.dtype)
 
-    def model(self, factory, frames: int, attn: str = "sdpa", train: bool = False):
-        model = factory(frames, attn).to(self.device, self.dtype)
-        return model.train(train)
+    def model(self, factory, frames: int, attn: str = "sdpa"):
+        return factory(frames, attn).to(self.device, self.dtype).eval()
 
     def medians(self, functions: dict, repeats: int | None = None) -> dict[str, float]:
         return interleaved_medians(functions, repeats or self.repeats)
