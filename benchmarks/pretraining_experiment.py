@@ -82,7 +82,8 @@ FINETUNING = {"steps": 400, "batch_size": 32, "learning_rate": 5e-4, "pretrained
 # The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy: with mixup and binary
 # cross-entropy no model, pre-trained or not, left chance level within a few hundred steps.
 FINETUNING_RECIPE = ["--mixup_alpha", "0", "--problem_type", "single_label_classification"]
-FEATURES = ["--feature_preset", "speech_commands", "--target_length", "128"]
+FEATURE_PRESET, TARGET_LENGTH = "speech_commands", 128
+FEATURES = ["--feature_preset", FEATURE_PRESET, "--target_length", str(TARGET_LENGTH)]
 COMMON_FLAGS = ["--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 
 
@@ -140,7 +141,7 @@ class Probe:
     """Linear probe: logistic regression on frozen CLS embeddings, fitted on the labelled clips."""
 
     def __init__(self, corpus: Path, labelled: Path):
-        extractor = AsdaFeatureExtractor.from_preset("speech_commands", max_length=128)
+        extractor = AsdaFeatureExtractor.from_preset(FEATURE_PRESET, max_length=TARGET_LENGTH)
         self.splits = {}
         for split, manifest in (("train", labelled), ("test", corpus / "test.csv")):
             with open(manifest, newline="", encoding="utf-8") as handle:
@@ -245,7 +246,8 @@ def probed(runs: dict, attention: str) -> dict[int, list[float]]:
     return dict(sorted(by_step.items()))
 
 
-def write_plots(runs: dict, path: Path) -> None:
+def write_plots(runs: dict, first_seed: int, path: Path) -> None:
+    """Loss curves (one legend entry per curve kind, from `first_seed`) and probe accuracy against steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,7 +257,7 @@ def write_plots(runs: dict, path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(17, 4.5))
     for attention in ATTENTION_TYPES:
         for key, run in sorted(runs.items()):
-            first = key.endswith("seed0")
+            first = key.endswith(f"seed{first_seed}")
             if key.startswith(f"pretrain/{attention}/"):
                 steps = [entry["step"] for entry in run["log"]]
                 axes[0].plot(steps, [entry["frame_loss"] for entry in run["log"]], color=colours[attention],
@@ -364,7 +366,7 @@ def main():
         print(f"[{(time.perf_counter() - start) / 60:.1f} min] {len(runs)} runs done", flush=True)
 
     run_all(corpus, labelled, args.work_dir, args.seeds, runs, save)
-    write_plots(runs, RESULTS_DIR / "experiment.png")
+    write_plots(runs, args.seeds[0], RESULTS_DIR / "experiment.png")
     report = write_report(runs, corpus_summary, args.seeds)
     (RESULTS_DIR / "RESULTS.md").write_text(report, encoding="utf-8")
     print(report)

@@ -104,11 +104,11 @@ class Bench:
         return peak_memory_mib(function, self.device)
 
 
-def forward_flops(factory, frames: int, batch: int = 1) -> tuple[float, float]:
-    """(total, attention-matmul) FLOPs of one forward pass, counted on the meta device with eager attention."""
+def forward_flops(factory, frames: int) -> tuple[float, float]:
+    """(total, attention-matmul) FLOPs of one clip's forward pass, counted on the meta device with eager attention."""
     with torch.device("meta"):
         model = factory(frames, "eager").eval()
-        inputs = torch.empty(batch, frames, 128)
+        inputs = torch.empty(1, frames, 128)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(inputs)
     return float(counter.get_total_flops()), float(counter.get_flop_counts()["Global"].get(torch.ops.aten.bmm, 0))
@@ -158,22 +158,16 @@ def attention_kernels(bench: Bench, batch: int = 8, seconds: int = 10) -> dict:
     tokens = 1 + num_frames(seconds) // 16 * 8
     generator = torch.Generator().manual_seed(0)
     hidden_states = torch.randn(batch, tokens, 768, generator=generator).to(bench.device, bench.dtype)
-    modules = {}
-    for attn in ("eager", "sdpa"):
-        config = asda_config(attn_implementation=attn)
-        module = AsdaAttention(config).to(bench.device, bench.dtype).eval()
-        if modules:
-            module.load_state_dict(next(iter(modules.values())).state_dict())
-        modules[attn] = module
-    standard = (
-        AsdaAttention(asda_config(attention_type="standard", attn_implementation="sdpa"))
-        .to(bench.device, bench.dtype)
-        .eval()
-    )
+    def attention(attn_implementation: str = "sdpa", **overrides) -> AsdaAttention:
+        config = asda_config(attn_implementation=attn_implementation, **overrides)
+        return AsdaAttention(config).to(bench.device, bench.dtype).eval()
+
+    sdpa, eager, standard = attention(), attention("eager"), attention(attention_type="standard")
+    eager.load_state_dict(sdpa.state_dict())  # the same weights behind both backends
     calls = {
-        "naive reference (materialised maps)": partial(naive_differential_attention, modules["sdpa"], hidden_states),
-        "eager (attention interface)": lambda: modules["eager"](hidden_states)[0],
-        "SDPA (attention interface)": lambda: modules["sdpa"](hidden_states)[0],
+        "naive reference (materialised maps)": partial(naive_differential_attention, sdpa, hidden_states),
+        "eager (attention interface)": lambda: eager(hidden_states)[0],
+        "SDPA (attention interface)": lambda: sdpa(hidden_states)[0],
         "standard attention, SDPA": lambda: standard(hidden_states)[0],
     }
     with torch.inference_mode():
@@ -220,9 +214,7 @@ def pretraining_step(bench: Bench, clips_per_step: tuple[int, ...] = (1, 2), sec
             "step": step, "teacher": partial(model.teacher_targets, inputs), "student": student, "decoder": decoder
         }, repeats=3)  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
-        parts = medians["teacher"] + medians["student"] + medians["decoder"]
-        rows.append({"clips": clips, "clones": config.clone_batch, **medians,
-                     "clips_per_s": clips / medians["step"], "parts_s": parts})  # fmt: skip
+        rows.append({"clips": clips, "clones": config.clone_batch, **medians, "clips_per_s": clips / medians["step"]})
     return rows
 
 
