@@ -20,6 +20,10 @@
 4. classify the held-out clips with `pipeline("audio-classification")` from the saved folder.
 
     python examples/quickstart.py [--output_dir outputs/quickstart]
+
+Everything it needs is installed by pip (`make demo`): clips are read with `load_audio` (soundfile) and given to the
+pipeline as 16 kHz arrays, so neither ffmpeg (the stock pipeline's decoder for file paths) nor torchaudio (its
+resampler for other rates) is used.
 """
 
 import argparse
@@ -28,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 from transformers import pipeline
+
+from modeling_asda import load_audio
 
 import run_finetune
 import run_pretrain
@@ -81,7 +87,7 @@ def main():
 
     classifier = pipeline("audio-classification", model=str(finetuned), device="cpu")
     rows = [line.split(",") for line in (data / "eval.csv").read_text().splitlines()[1:]]
-    predictions = [classifier(str(data / path), top_k=1)[0]["label"] for path, _ in rows]
+    predictions = [classifier(load_audio(data / path), top_k=1)[0]["label"] for path, _ in rows]
     accuracy = np.mean([predicted == label for predicted, (_, label) in zip(predictions, rows)])
     print(f"4. pipeline on the {len(rows)} held-out clips: accuracy {accuracy:.2f}")
     for (path, label), predicted in list(zip(rows, predictions))[:3]:

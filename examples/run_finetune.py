@@ -66,6 +66,8 @@ from modeling_asda.script_utils import parse_args_with_preset
 logger = logging.getLogger(__name__)
 
 LABEL_IDS = "label_ids"
+# The official fine-tuning loader skips clips under 10,000 samples (0.625 s at 16 kHz).
+OFFICIAL_MIN_LENGTH_SAMPLES = 10_000
 
 
 @dataclass
@@ -124,11 +126,12 @@ class DataArguments:
         default=None, metadata={"help": "Clips carry several labels (default: detected from the label column)."}
     )
     label_separator: str = field(default=",", metadata={"help": "Separator of multi-label strings."})
-    min_length_samples: int = field(
-        default=10_000,
+    min_length_samples: int | None = field(
+        default=None,
         metadata={
-            "help": "When training, skip clips shorter than this many samples at their own rate, in both splits (the "
-            "official training loader; its eval.py, like evaluation-only mode here, keeps every clip). 0: keep all."
+            "help": "Skip clips shorter than this many samples at their own rate, in both splits. Default: 10,000 when "
+            "training (the official training loader, which also filters the subset it validates and reports on), "
+            "0 in evaluation-only mode (the official AudioSet eval.py keeps every clip). 0: keep all."
         },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training clips."})
@@ -342,7 +345,9 @@ def main(argv: list[str] | None = None):
         )
 
     train_sample_weights = None
-    min_samples = data_args.min_length_samples if training_args.do_train else 0
+    min_samples = data_args.min_length_samples
+    if min_samples is None:
+        min_samples = OFFICIAL_MIN_LENGTH_SAMPLES if training_args.do_train else 0
     if train_split is not None:
         train_split = prepare_split(
             train_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_train_samples

@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import soundfile
 import torch
 from huggingface_hub import ModelCard
 
@@ -113,6 +114,28 @@ def test_evaluation_only_mode(finetuned, two_class_data, tmp_path, capsys):
     evaluated = json.loads((output_dir / "eval_results.json").read_text())
     assert evaluated["eval_accuracy"] == trained["eval_accuracy"]
     assert evaluated["eval_loss"] == pytest.approx(trained["eval_loss"], rel=1e-5)
+
+
+def test_evaluation_only_mode_keeps_short_clips_unless_a_minimum_is_given(finetuned, two_class_data, tmp_path, capsys):
+    """Official eval.py keeps every clip; the official SPC-2 numbers come from the training loader's filtered subset,
+    which the spc2 preset reproduces with --min_length_samples 10000 (also in evaluation-only mode)."""
+    rows = list(csv.DictReader(open(two_class_data / "eval.csv")))
+    short = two_class_data / "audio" / "short.wav"
+    waveform, sampling_rate = soundfile.read(two_class_data / rows[0]["audio"], dtype="float32")
+    soundfile.write(short, waveform[:9_999], sampling_rate)
+    manifest = tmp_path / "eval_with_short.csv"
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["audio", "label"])
+        writer.writeheader()
+        writer.writerows([*({"audio": str(two_class_data / row["audio"]), "label": row["label"]} for row in rows),
+                          {"audio": str(short), "label": rows[0]["label"]}])  # fmt: skip
+    evaluate = ["--do_eval", "--model_name_or_path", str(finetuned), "--eval_file", str(manifest), *CPU_FLAGS]
+    run_finetune.main([*evaluate, "--output_dir", str(tmp_path / "all")])
+    assert f"Accuracy on {len(rows) + 1} clips" in capsys.readouterr().out
+    run_finetune.main([*evaluate, "--output_dir", str(tmp_path / "filtered"), "--min_length_samples", "10000"])
+    assert f"Accuracy on {len(rows)} clips" in capsys.readouterr().out
+    _, data_args, _ = run_finetune.parse_arguments([str(PRESETS / "spc2.json"), "--output_dir", "unused"])
+    assert data_args.min_length_samples == 10_000
 
 
 def test_multi_label_finetune_and_evaluation(tmp_path, capsys):

@@ -59,6 +59,19 @@ def logged_losses(output_dir) -> dict[int, dict]:
     return {entry["step"]: entry for entry in state["log_history"] if "loss" in entry}
 
 
+@pytest.mark.parametrize("preset", ["asda-base-audioset", "eat-base-audioset"])
+def test_gpu_presets_hold_the_official_optimisation(preset):
+    """Spec 3.6: AdamW (0.9, 0.95), eps 1e-8, wd 0.05, peak lr 5e-4, clip 4.0, 12 clips per GPU, fp16; ASDA trains
+    800k updates with 106,666 warm-up, EAT 400k with 53,333."""
+    values = json.loads((REPO_ROOT / "configuration/pretraining" / f"{preset}.json").read_text())
+    steps, warmup = (800_000, 106_666) if preset.startswith("asda") else (400_000, 53_333)
+    expected = {"learning_rate": 5e-4, "adam_beta1": 0.9, "adam_beta2": 0.95, "adam_epsilon": 1e-8,
+                "weight_decay": 0.05, "max_grad_norm": 4.0, "per_device_train_batch_size": 12, "fp16": True,
+                "max_steps": steps, "warmup_steps": warmup, "lr_scheduler_type": "cosine", "target_length": 1024}  # fmt: skip
+    assert {key: values.get(key) for key in expected} == expected
+    assert not values.get("bf16", False)
+
+
 def test_pretraining_run_logs_every_term_and_saves_the_student(audio_dir, tmp_path):
     output_dir = tmp_path / "run"
     trainer = run_pretrain.main(arguments(audio_dir, output_dir, "--max_steps", "24", "--warmup_steps", "2"))
