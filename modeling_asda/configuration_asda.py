@@ -19,6 +19,21 @@ from transformers import PreTrainedConfig
 
 ATTENTION_TYPES = ("differential", "standard")
 POOLING_MODES = ("cls", "mean")
+POSITIVE_SIZES = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "num_mel_bins",
+    "patch_size",
+    "max_time_patches",
+    "mask_block_size",
+    "clone_batch",
+    "decoder_hidden_size",
+    "decoder_num_layers",
+    "decoder_kernel_size",
+    "decoder_groups",
+)
 
 
 @strict
@@ -37,7 +52,8 @@ class AsdaConfig(PreTrainedConfig):
         activation_dropout: dropout after the MLP activation.
         drop_path_rate: stochastic depth, rising linearly from 0 at the first block to this value at the last.
         layer_norm_eps: epsilon of the input LayerNorm and of the two post-LayerNorms of every block.
-        initializer_range: standard deviation of the normal init of linear layers (BERT init).
+        initializer_range: standard deviation of the normal init of the encoder's linear layers (BERT init) and of
+            the classifier.
         qkv_bias: whether the query/key/value projection has a bias.
 
     Input:
@@ -139,12 +155,15 @@ class AsdaConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Check that the values fit together; raise a `ValueError` naming the problem otherwise."""
         super().validate_architecture()
+        for size_name in POSITIVE_SIZES:
+            if getattr(self, size_name) < 1:
+                raise ValueError(f"{size_name} must be positive, got {getattr(self, size_name)}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
-        if (self.hidden_size // 2) % 2:
+        if self.hidden_size % 4:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of 4 for the 2-D sin-cos positions.")
         if self.attention_type not in ATTENTION_TYPES:
             raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {self.attention_type!r}.")
@@ -154,14 +173,8 @@ class AsdaConfig(PreTrainedConfig):
             raise ValueError(
                 f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})."
             )
-        if self.max_time_patches < 1:
-            raise ValueError(f"max_time_patches must be positive, got {self.max_time_patches}.")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie strictly between 0 and 1, got {self.mask_ratio}.")
-        if self.mask_block_size < 1:
-            raise ValueError(f"mask_block_size must be positive, got {self.mask_block_size}.")
-        if self.clone_batch < 1:
-            raise ValueError(f"clone_batch must be at least 1, got {self.clone_batch}.")
         if self.decoder_kernel_size % 2 == 0:
             raise ValueError(f"decoder_kernel_size must be odd to keep the patch grid, got {self.decoder_kernel_size}.")
         for size_name in ("hidden_size", "decoder_hidden_size"):

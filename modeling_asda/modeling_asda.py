@@ -141,6 +141,12 @@ def sincos_position_table(num_time_patches: int, num_frequency_patches: int, dim
     return torch.cat([encode(frequency_index), encode(time_index)], dim=1)
 
 
+def init_bias_like_pytorch(layer: nn.Linear | nn.Conv2d):
+    """PyTorch's default bias init of a linear layer or convolution: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = layer.weight[0].numel() ** -0.5
+    init.uniform_(layer.bias, -bound, bound)
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop the whole residual branch of a sample with probability `drop_prob`."""
     if drop_prob == 0.0 or not training:
@@ -378,22 +384,18 @@ class AsdaPreTrainedModel(PreTrainedModel):
     _input_embed_layer = "patch_embeddings"
 
     def _init_weights(self, module: nn.Module):
-        """Official init: BERT normal(0, 0.02) linears, Xavier patch conv, N(0, 1) CLS, fixed sin-cos positions."""
+        """BERT init (normal(0, `initializer_range`) weights, zero biases) of linear layers, ones/zeros LayerNorms,
+        N(0, 1) CLS token and the fixed sin-cos positions.
+
+        The model that owns a layer with another official init overrides this for that layer: `AsdaModel` (patch
+        convolution), `AsdaForAudioClassification` (classifier), `AsdaForPreTraining` (decoder). Those overrides key
+        on the `Conv2d` / `Linear` itself: transformers skips this method for a custom-code module that owns no
+        tensors of its own, such as `AsdaPatchEmbeddings` or `AsdaDecoder`.
+        """
         super()._init_weights(module)
-        if isinstance(module, AsdaPatchEmbeddings):
-            weight = module.projection.weight
-            # `init` guards act on the tensor they get: check the flag before viewing the conv as a matrix.
-            if not getattr(weight, "_is_hf_initialized", False):
-                init.xavier_uniform_(weight.view(weight.shape[0], -1))
-        elif isinstance(module, AsdaEmbeddings):
+        if isinstance(module, AsdaEmbeddings):
             init.normal_(module.cls_token, std=1.0)
             init.copy_(module.position_embeddings, module.position_table(module.config))
-        elif isinstance(module, AsdaDecoder):
-            # The official decoder keeps PyTorch's default init for its convolutions and projection.
-            for layer in [*(decoder_layer.conv for decoder_layer in module.layers), module.proj]:
-                init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
-                fan_in = layer.weight[0].numel()
-                init.uniform_(layer.bias, -(fan_in**-0.5), fan_in**-0.5)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing a Hub-ready folder: weights, config and this code.
@@ -424,6 +426,16 @@ class AsdaModel(AsdaPreTrainedModel):
     def get_input_embeddings(self) -> AsdaPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    def _init_weights(self, module: nn.Module):
+        if module is self.embeddings.patch_embeddings.projection:
+            # Official: Xavier-uniform over the kernel viewed as a (hidden_size, patch_size**2) matrix, default bias.
+            fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
+            bound = math.sqrt(6 / (fan_in + fan_out))
+            init.uniform_(module.weight, -bound, bound)
+            init_bias_like_pytorch(module)
+        else:
+            super()._init_weights(module)
+
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -453,7 +465,7 @@ class AsdaModel(AsdaPreTrainedModel):
         if attention_mask is not None:
             if kept_patch_indices is not None:
                 raise ValueError("attention_mask and kept_patch_indices cannot be combined.")
-            token_mask = self._token_attention_mask(attention_mask, input_values.shape[1])
+            token_mask = self._token_attention_mask(attention_mask, input_values)
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=token_mask)
 
         for layer in self.layers:
@@ -484,11 +496,17 @@ class AsdaModel(AsdaPreTrainedModel):
                 "AsdaFeatureExtractor pads to a multiple of patch_size."
             )
 
-    def _token_attention_mask(self, attention_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def _token_attention_mask(self, attention_mask: torch.Tensor, input_values: torch.Tensor) -> torch.Tensor:
         """Frame-, patch- or token-level padding mask -> `(batch, 1 + num_patches)` token mask."""
+        batch_size, num_frames, _ = input_values.shape
+        if attention_mask.ndim != 2 or attention_mask.shape[0] != batch_size:
+            raise ValueError(
+                f"attention_mask must have shape (batch_size={batch_size}, length) for input_values of shape "
+                f"{tuple(input_values.shape)}, got {tuple(attention_mask.shape)}."
+            )
         num_time_patches = num_frames // self.config.patch_size
         num_patches = num_time_patches * self.config.num_frequency_patches
-        batch_size, mask_length = attention_mask.shape
+        mask_length = attention_mask.shape[1]
         if mask_length == 1 + num_patches and mask_length != num_frames:
             return attention_mask.bool()
         if mask_length == num_frames:
@@ -516,9 +534,12 @@ class AsdaForAudioClassification(AsdaPreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
         if module is self.classifier:
+            # Official: trunc_normal(std 0.02) cut at +-2 (the PyTorch default bounds), zero bias.
             init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
 
     def freeze_feature_encoder(self):
         """Freeze the patch embedding (the only 'feature encoder' of a spectrogram transformer)."""
@@ -595,7 +616,21 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
         self.teacher.requires_grad_(False)
         self.decoder = AsdaDecoder(config)
         self.post_init()
-        self.reset_teacher()
+
+    def _init_weights(self, module: nn.Module):
+        if module is self.decoder.proj or any(module is layer.conv for layer in self.decoder.layers):
+            # The official decoder keeps PyTorch's default init.
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init_bias_like_pytorch(module)
+        else:
+            super()._init_weights(module)
+
+    def initialize_weights(self):
+        """Initialise what was not loaded; a teacher tensor that was not loaded starts as a copy of the student's, as
+        at the start of the official pre-training."""
+        super().initialize_weights()
+        for teacher_parameter, student_parameter in zip(self.teacher.parameters(), self.asda.parameters()):
+            init.copy_(teacher_parameter, student_parameter)
 
     @torch.no_grad()
     def reset_teacher(self):

@@ -2,10 +2,12 @@
 
 import inspect
 import json
+import re
 import unittest
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file
 from transformers.models.auto import modeling_auto
 from transformers_tests.test_configuration_common import ConfigTester
@@ -228,15 +230,33 @@ def test_any_length_up_to_the_position_table(seconds):
     assert outputs.last_hidden_state.shape == (1, 1 + num_frames // 16 * 8, 32)
 
 
+def tiny_encoder():
+    return AsdaModel(AsdaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                                decoder_hidden_size=32))
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [((1, 1000, 128), "multiple of patch_size"), ((1, 1024, 64), "must have shape"), ((1, 12304, 128), "up to 12288")],
 )
 def test_bad_input_values_are_rejected_with_the_reason(shape, message):
-    model = AsdaModel(AsdaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-                                 decoder_hidden_size=32))
     with pytest.raises(ValueError, match=message):
-        model(torch.zeros(shape))
+        tiny_encoder()(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("mask_shape", [(3, 64), (1, 64), (64,), (2, 4, 16)])
+def test_attention_mask_of_another_batch_or_rank_is_rejected_naming_both_shapes(mask_shape):
+    # (3, 64) and (1, 64) used to be broadcast or silently accepted for a batch of 2.
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch_size=2, length\)") as error:
+        tiny_encoder()(torch.zeros(2, 64, 128), attention_mask=torch.ones(mask_shape, dtype=torch.long))
+    assert "input_values of shape (2, 64, 128)" in str(error.value)
+    assert f"got {mask_shape}" in str(error.value)
+
+
+def test_attention_mask_of_another_length_is_rejected():
+    with pytest.raises(ValueError, match=re.escape("the 64 frames, the 32 patches or the 33 tokens of input_values, "
+                                                   "got shape (2, 50)")):
+        tiny_encoder()(torch.zeros(2, 64, 128), attention_mask=torch.ones(2, 50, dtype=torch.long))
 
 
 def test_base_and_eat_parameter_counts_match_the_spec():
@@ -259,8 +279,36 @@ def test_base_and_eat_parameter_counts_match_the_spec():
         ({"num_target_layers": 13}, "num_target_layers"),
         ({"ema_decay": 0.9999, "ema_end_decay": 0.999}, "EMA decays"),
         ({"decoder_kernel_size": 4}, "odd"),
+        ({"hidden_size": 21, "num_attention_heads": 7, "decoder_hidden_size": 21, "decoder_groups": 7},
+         "multiple of 4"),
+        ({"num_attention_heads": 0}, "num_attention_heads must be positive, got 0"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers must be positive, got 0"),
+        ({"hidden_size": -768}, "hidden_size must be positive, got -768"),
+        ({"intermediate_size": 0}, "intermediate_size must be positive, got 0"),
+        ({"num_mel_bins": 0}, "num_mel_bins must be positive, got 0"),
+        ({"patch_size": 0}, "patch_size must be positive, got 0"),
+        ({"max_time_patches": 0}, "max_time_patches must be positive, got 0"),
+        ({"mask_block_size": 0}, "mask_block_size must be positive, got 0"),
+        ({"clone_batch": 0}, "clone_batch must be positive, got 0"),
+        ({"decoder_hidden_size": 0}, "decoder_hidden_size must be positive, got 0"),
+        ({"decoder_num_layers": 0}, "decoder_num_layers must be positive, got 0"),
+        ({"decoder_kernel_size": -1}, "decoder_kernel_size must be positive, got -1"),
+        ({"decoder_groups": 0}, "decoder_groups must be positive, got 0"),
     ],
 )
 def test_inconsistent_config_raises_value_error(overrides, message):
     with pytest.raises(ValueError, match=message):
         AsdaConfig(**overrides)
+
+
+def test_config_broken_after_construction_is_refused_by_the_strict_validation(tmp_path):
+    # @strict runs `validate_architecture` again on `validate()`, which `save_pretrained` calls.
+    config = AsdaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                        decoder_hidden_size=32)
+    config.num_attention_heads = 0
+    message = re.escape("num_attention_heads must be positive, got 0.")
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
+        config.validate()
+    with pytest.raises(StrictDataclassClassValidationError, match=message):
+        config.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
