@@ -30,7 +30,7 @@ import datasets
 import numpy as np
 import soundfile
 
-from .feature_extraction_asda import load_audio
+from .script_utils import load_audio_file
 
 
 logger = logging.getLogger(__name__)
@@ -219,15 +219,15 @@ def _encoded_source(value) -> str | io.BytesIO | None:
 def decode_audio(value, sampling_rate: int) -> tuple[np.ndarray, int]:
     """An audio value of any source -> `(mono float32 waveform, its sampling rate)`.
 
-    Paths are read with `load_audio` at `sampling_rate`; in-memory files (`{"bytes"}`, which `load_audio` does not
-    take) and decoded values (a datasets `AudioDecoder`, `{"array", "sampling_rate"}`) come at their own rate, for
-    the feature extractor to resample.
+    Paths are read with `load_audio` at `sampling_rate` (a missing file raises `FileNotFoundError`); in-memory files
+    (`{"bytes"}`, which `load_audio` does not take) and decoded values (a datasets `AudioDecoder`,
+    `{"array", "sampling_rate"}`) come at their own rate, for the feature extractor to resample.
     """
     source = _encoded_source(value)
     if source is None:
         return np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
     if isinstance(source, str):
-        return load_audio(source, sampling_rate=sampling_rate), sampling_rate
+        return load_audio_file(source, sampling_rate), sampling_rate
     waveform, file_sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
     return waveform.mean(axis=1), file_sampling_rate
 

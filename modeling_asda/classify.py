@@ -32,8 +32,15 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
-from .script_utils import default_device, load_feature_extractor
+from .feature_extraction_asda import AsdaFeatureExtractor
+from .script_utils import (
+    UsageError,
+    check_arguments,
+    default_device,
+    load_audio_file,
+    load_feature_extractor,
+    parse_arguments,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -85,12 +92,12 @@ def sliding_windows(
 
 
 def seconds_to_frames(seconds: float, feature_extractor: AsdaFeatureExtractor, name: str) -> int:
-    """A duration as a whole number of frame shifts (10 ms), or a `ValueError`."""
+    """A duration as a whole number of frame shifts (10 ms), or a `UsageError` naming the argument `name`."""
     frames = seconds * feature_extractor.sampling_rate / feature_extractor.hop_length
-    if frames < 1 or not math.isclose(frames, round(frames), abs_tol=1e-6):
+    if not 1 <= frames < math.inf or not math.isclose(frames, round(frames), abs_tol=1e-6):
         frame_shift = feature_extractor.hop_length / feature_extractor.sampling_rate
-        raise ValueError(
-            f"{name} must be a positive multiple of the {frame_shift * 1000:g} ms frame shift, got {seconds}."
+        raise UsageError(
+            f"argument {name}: must be a positive multiple of the {frame_shift * 1000:g} ms frame shift, got {seconds}"
         )
     return round(frames)
 
@@ -158,6 +165,46 @@ class ClassifyArguments:
     device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
 
+    def __post_init__(self):
+        check_arguments(
+            self,
+            positive=("top_k", "window_seconds", "hop_seconds", "batch_size"),
+            choices={"output_format": OUTPUT_FORMATS},
+        )
+
+
+def load_classifier(model_name_or_path: str, **hub_kwargs):
+    """A fine-tuned classifier, or a `UsageError` for a checkpoint without a trained head (whose head would be
+    randomly initialised and give meaningless scores)."""
+    model, loading_info = AutoModelForAudioClassification.from_pretrained(
+        model_name_or_path, output_loading_info=True, **hub_kwargs
+    )
+    if loading_info["missing_keys"]:
+        raise UsageError(
+            f"argument --model: {model_name_or_path} holds no trained classification head (it has no "
+            f"{', '.join(sorted(loading_info['missing_keys']))}): it is an encoder or pre-training checkpoint. "
+            "Fine-tune it on labelled audio first (examples/run_finetune.py), or use asda-extract-embeddings for its "
+            "embeddings."
+        )
+    return model
+
+
+def window_and_hop_frames(args: ClassifyArguments, feature_extractor: AsdaFeatureExtractor) -> tuple[int, int]:
+    """`--window_seconds` (default: the model's clip length) and `--hop_seconds` (default: the window) in frames."""
+    if args.window_seconds is None:
+        window_frames = feature_extractor.max_length
+    else:
+        window_frames = seconds_to_frames(args.window_seconds, feature_extractor, "--window_seconds")
+    if args.hop_seconds is None:
+        return window_frames, window_frames
+    hop_frames = seconds_to_frames(args.hop_seconds, feature_extractor, "--hop_seconds")
+    if hop_frames > window_frames:
+        raise UsageError(
+            f"argument --hop_seconds: must be at most the window ({window_frames} frames), got {args.hop_seconds}: "
+            "a hop longer than the window would leave audio between windows unclassified"
+        )
+    return window_frames, hop_frames
+
 
 def format_row(path: str, window: Window, labels: list[str], scores: list[float], output_format: str) -> str:
     if output_format == "jsonl":
@@ -168,41 +215,34 @@ def format_row(path: str, window: Window, labels: list[str], scores: list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Classify every file and print one row per window; unreadable files are reported on stderr and skipped.
-    Returns (and exits with) 1 when a file failed."""
+    """Classify every file and print one row per window; a file that cannot be read or classified is reported on
+    stderr with its name and skipped. Returns (and exits with) 1 when a file failed, 2 for bad arguments."""
     parser = HfArgumentParser(ClassifyArguments, description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="Audio files (anything soundfile reads: wav, flac, ogg, mp3, ...).")
-    args, namespace = parser.parse_args_into_dataclasses(argv)
-    if args.output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"--output_format must be one of {OUTPUT_FORMATS}, got {args.output_format!r}.")
+    args, namespace = parse_arguments(parser, argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
 
     hub_kwargs = {"trust_remote_code": args.trust_remote_code}
     feature_extractor = load_feature_extractor(args.model, args.feature_preset, **hub_kwargs)
-    model = AutoModelForAudioClassification.from_pretrained(args.model, **hub_kwargs)
+    try:
+        window_frames, hop_frames = window_and_hop_frames(args, feature_extractor)
+        model = load_classifier(args.model, **hub_kwargs)
+    except UsageError as error:
+        parser.error(str(error))
     model.to(args.device or default_device()).eval()
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
-    if args.window_seconds is None:
-        window_frames = feature_extractor.max_length
-    else:
-        window_frames = seconds_to_frames(args.window_seconds, feature_extractor, "--window_seconds")
-    hop_frames = (
-        window_frames
-        if args.hop_seconds is None
-        else seconds_to_frames(args.hop_seconds, feature_extractor, "--hop_seconds")
-    )
     top_k = min(args.top_k, len(names))
 
     failed = 0
     for path in namespace.files:
         try:
-            waveform = load_audio(path, feature_extractor.sampling_rate)
+            waveform = load_audio_file(path, feature_extractor.sampling_rate)
             windows = sliding_windows(len(waveform), feature_extractor, window_frames, hop_frames)
-        except Exception as error:  # one unreadable file must not stop the others
-            print(f"{path}: {type(error).__name__}: {error}", file=sys.stderr)
+            scores = classify_windows(model, feature_extractor, waveform, windows, window_frames, args.batch_size)
+        except Exception as error:  # a file that cannot be read or classified must not stop the others
+            print(f"{path}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
             failed += 1
             continue
-        scores = classify_windows(model, feature_extractor, waveform, windows, window_frames, args.batch_size)
         for window, window_scores in zip(windows, scores):
             best = np.argsort(-window_scores, kind="stable")[:top_k]
             labels = [names[index] for index in best]

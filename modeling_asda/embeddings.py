@@ -33,7 +33,8 @@ common folder without its extension, or the `--id_column` / row index of a datas
 shards `embeddings-00000.safetensors`, ... of about `--shard_size_mb`, with `index.json` mapping each key to its
 shard. `embedding_config.json` records the settings. Every file is written under a temporary name and renamed when
 complete; a rerun skips the clips already written (a rerun with other settings is refused). Clips that cannot be read
-or embedded are listed in `errors.tsv` and the run goes on; the exit status is then 1.
+or embedded (missing files included) are listed in `errors.tsv` and the run goes on; the exit status is then 1. Ctrl-C
+or SIGTERM stops the run and its workers at once, keeping what is written, with exit status 130: rerun to resume.
 """
 
 import csv
@@ -55,7 +56,14 @@ from transformers import AutoModel, HfArgumentParser
 
 from .audio_data import decode_audio, load_manifest, prepare_audio_column, scan_audio_files
 from .feature_extraction_asda import AsdaFeatureExtractor
-from .script_utils import default_device, load_feature_extractor
+from .script_utils import (
+    UsageError,
+    check_arguments,
+    default_device,
+    load_feature_extractor,
+    parse_arguments,
+    sigterm_as_keyboard_interrupt,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -104,6 +112,14 @@ class EmbeddingArguments:
     dtype: str = field(default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16 (GPU)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
 
+    def __post_init__(self):
+        check_arguments(
+            self,
+            positive=("max_length", "shard_size_mb", "batch_size"),
+            non_negative=("num_workers",),
+            choices={"granularity": GRANULARITIES, "output_format": OUTPUT_FORMATS, "dtype": DTYPES},
+        )
+
 
 @dataclass
 class ClipSource:
@@ -118,18 +134,17 @@ class ClipSource:
 
 def collect_files(inputs: list[str], audio_column: str = "audio") -> list[ClipSource]:
     """Audio files, folders (searched recursively) and csv/tsv manifests -> clips keyed by their path relative to the
-    common folder of all the files, without extension."""
+    common folder of all the files, without extension. A path that does not exist is kept as a clip, to be reported
+    as not found with the clips that fail."""
     paths = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             paths += scan_audio_files(path, audio_column)[audio_column]
-        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+        elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
             paths += load_manifest(path, audio_column, label_column=None)[audio_column]
-        elif path.exists():
-            paths.append(path)
         else:
-            raise FileNotFoundError(f"{item} does not exist.")
+            paths.append(path)
     paths = list(dict.fromkeys(Path(os.path.abspath(path)) for path in paths))
     if not paths:
         raise ValueError("No audio files in the inputs.")
@@ -361,8 +376,8 @@ def write_errors(output_dir: Path, errors: list[dict]):
 def resolve_layer(layer: int, num_layers: int) -> int:
     """`--layer` as an index into `hidden_states` (0 = input embeddings, k = block k)."""
     if not -(num_layers + 1) <= layer <= num_layers:
-        raise ValueError(
-            f"--layer must lie in [{-(num_layers + 1)}, {num_layers}] for {num_layers} blocks, got {layer}."
+        raise UsageError(
+            f"argument --layer: must lie in [{-(num_layers + 1)}, {num_layers}] for {num_layers} blocks, got {layer}"
         )
     return layer % (num_layers + 1)
 
@@ -375,12 +390,6 @@ def select_tokens(hidden_state: torch.Tensor, granularity: str, num_time_patches
 
 def embed(args: EmbeddingArguments, clips: list[ClipSource], dataset: datasets.Dataset | None = None) -> dict:
     """Embed `clips` into `args.output_dir`; returns the counts and the errors of the run."""
-    if args.granularity not in GRANULARITIES:
-        raise ValueError(f"--granularity must be one of {GRANULARITIES}, got {args.granularity!r}.")
-    if args.output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"--output_format must be one of {OUTPUT_FORMATS}, got {args.output_format!r}.")
-    if args.dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {DTYPES}, got {args.dtype!r}.")
     hub_kwargs = {"trust_remote_code": args.trust_remote_code}
     feature_extractor = load_feature_extractor(args.model, args.feature_preset, **hub_kwargs)
     model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), **hub_kwargs)
@@ -390,8 +399,9 @@ def embed(args: EmbeddingArguments, clips: list[ClipSource], dataset: datasets.D
     model.layers = model.layers[:layer]
     model.to(args.device or default_device()).eval()
     if args.max_length is not None and (args.max_length % config.patch_size or args.max_length > config.max_frames):
-        raise ValueError(
-            f"--max_length must be a multiple of {config.patch_size} up to {config.max_frames}, got {args.max_length}."
+        raise UsageError(
+            f"argument --max_length: must be a multiple of {config.patch_size} up to {config.max_frames}, got "
+            f"{args.max_length}"
         )
 
     if dataset is not None:
@@ -470,10 +480,10 @@ def embed_batch(model, feature_extractor: AsdaFeatureExtractor, batch: list[dict
 def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser(EmbeddingArguments, description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="*", help="Audio files, folders (searched recursively), csv/tsv manifests.")
-    args, namespace = parser.parse_args_into_dataclasses(argv)
+    args, namespace = parse_arguments(parser, argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     if bool(namespace.inputs) == bool(args.dataset_name):
-        raise ValueError("Give audio inputs (files, folders, manifests) or --dataset_name, not both or neither.")
+        parser.error("give audio inputs (files, folders, manifests) or --dataset_name, not both or neither")
     dataset = None
     if args.dataset_name:
         if Path(args.dataset_name, "state.json").exists() or Path(args.dataset_name, "dataset_dict.json").exists():
@@ -484,7 +494,15 @@ def main(argv: list[str] | None = None) -> int:
         clips = collect_dataset_rows(dataset, args.id_column)
     else:
         clips = collect_files(namespace.inputs, args.audio_column)
-    result = embed(args, clips, dataset)
+    with sigterm_as_keyboard_interrupt():
+        try:
+            result = embed(args, clips, dataset)
+        except UsageError as error:
+            parser.error(str(error))
+        except KeyboardInterrupt:
+            # The data loader's workers were stopped as the interruption left `embed`, and no file is half-written.
+            logger.error("Interrupted: the embeddings written so far are kept; rerun the same command to resume.")
+            return 130
     print(
         f"Embedded {result['embedded']} clips, skipped {result['skipped']} already done, "
         f"{len(result['errors'])} failed"

@@ -1,14 +1,20 @@
-"""Helpers shared by the scripts and command-line tools: json presets overridden by flags, loading a model's feature
-extractor, the default device."""
+"""Helpers shared by the scripts and command-line tools: json presets overridden by flags, argument checks reported
+like argparse's, SIGTERM handled like Ctrl-C, reading audio files, loading a model's feature extractor, the default
+device."""
 
+import contextlib
 import json
 import logging
+import math
+import os
+import signal
 import sys
 
+import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor
+from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
 
 
 logger = logging.getLogger(__name__)
@@ -32,6 +38,56 @@ def parse_args_with_preset(parser: HfArgumentParser, argv: list[str] | None = No
     if argv and argv[0].endswith(".json"):
         argv = preset_flags(argv[0]) + argv[1:]
     return parser.parse_args_into_dataclasses(argv)
+
+
+class UsageError(ValueError):
+    """A command-line argument out of its range; the tools report it as argparse does (usage, message, exit 2)."""
+
+
+def check_arguments(arguments, positive=(), non_negative=(), choices=None):
+    """Raise a `UsageError` worded like argparse's ("argument --batch_size: must be a positive integer, got 0") for
+    the first field of a dataclass of arguments outside its range; unset optional fields (`None`) pass."""
+    for name in (*positive, *non_negative):
+        value = getattr(arguments, name)
+        if value is None:
+            continue
+        kind = "integer" if isinstance(value, int) else "number"
+        if name in positive and not 0 < value < math.inf:
+            raise UsageError(f"argument --{name}: must be a positive {kind}, got {value}")
+        if name in non_negative and not 0 <= value < math.inf:
+            raise UsageError(f"argument --{name}: must be a non-negative {kind}, got {value}")
+    for name, allowed in (choices or {}).items():
+        value = getattr(arguments, name)
+        if value not in allowed:
+            raise UsageError(f"argument --{name}: invalid choice: {value!r} (choose from {', '.join(allowed)})")
+
+
+def parse_arguments(parser: HfArgumentParser, argv: list[str] | None = None):
+    """`parser.parse_args_into_dataclasses(argv)`, with the dataclasses' own checks (`ValueError`s raised in their
+    `__post_init__`) reported as usage errors: exit status 2."""
+    try:
+        return parser.parse_args_into_dataclasses(argv)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt():
+    """Within the block, SIGTERM (`kill`, a job scheduler) raises `KeyboardInterrupt` as Ctrl-C does, so that
+    `finally` blocks and the shutdown of data-loader workers run instead of the process vanishing and leaving its
+    workers behind. Forked workers inherit the handler and stop as they do on Ctrl-C."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def load_audio_file(path: str | os.PathLike, sampling_rate: int) -> np.ndarray:
+    """`load_audio`, with a missing file reported as not found (soundfile says only "System error")."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"audio file {os.fspath(path)} not found")
+    return load_audio(path, sampling_rate)
 
 
 def load_feature_extractor(

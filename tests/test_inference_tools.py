@@ -6,7 +6,10 @@ import csv
 import importlib
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -18,7 +21,14 @@ from matplotlib.image import imread
 from safetensors.numpy import load_file
 from scipy.stats import entropy
 
-from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaModel, load_audio
+from modeling_asda import (
+    AsdaConfig,
+    AsdaFeatureExtractor,
+    AsdaForAudioClassification,
+    AsdaForPreTraining,
+    AsdaModel,
+    load_audio,
+)
 from modeling_asda import classify, embeddings
 
 
@@ -243,6 +253,74 @@ def test_clip_keys_must_be_unique(tmp_path):
         embeddings.collect_files([str(tmp_path)])
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            parent = next(line for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue  # ended while we looked
+        if int(parent.split()[1]) == pid:
+            children.append(int(status.parent.name))
+    return children
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` exists and is not a zombie (ended, waiting for its parent to collect its status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        state = next(line for line in status if line.startswith("State:"))
+    except (OSError, StopIteration):
+        return False
+    return state.split()[1] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads processes from /proc")
+def test_sigterm_stops_the_tool_and_its_workers_at_once_and_a_rerun_completes_the_embeddings(encoder, tmp_path):
+    audio = tmp_path / "audio"
+    for index in range(30):
+        write_noise(audio / f"clip{index:02d}.wav", 0.25, seed=index)
+    flags = [str(audio), "--model", str(encoder), "--batch_size", "1", "--device", "cpu"]
+    interrupted, fresh = tmp_path / "interrupted", tmp_path / "fresh"
+    command = [sys.executable, "-m", "modeling_asda.embeddings", *flags, "--output_dir", str(interrupted),
+               "--num_workers", "2"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        tool = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 120  # the imports take a few seconds, more on a busy machine
+        while not list(interrupted.glob("*.npy")):  # its data loader is running
+            assert tool.poll() is None and time.monotonic() < deadline, "the tool did not start embedding"
+            time.sleep(0.01)
+        workers = child_pids(tool.pid)
+        tool.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        status = tool.wait(timeout=30)
+        seconds = time.monotonic() - sent
+        survivors = [pid for pid in workers if is_running(pid)]
+    finally:
+        tool.kill()
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+
+    assert len(workers) == 2, "--num_workers 2 starts two worker processes"
+    assert not survivors, "data-loader workers outlived the tool"
+    assert status == 130 and seconds < 15, f"exit status {status} after {seconds:.1f} s"
+    written = list(interrupted.glob("*.npy"))
+    assert 0 < len(written) < 30, "the run was stopped part way"
+    assert not list(interrupted.glob(".*.tmp")), "no half-written file is left behind"
+    report = (tmp_path / "stderr.txt").read_text()
+    assert "Interrupted: the embeddings written so far are kept" in report and "Traceback" not in report
+
+    assert embeddings.main([*flags, "--output_dir", str(interrupted), "--num_workers", "0"]) == 0
+    assert embeddings.main([*flags, "--output_dir", str(fresh), "--num_workers", "0"]) == 0
+    names = sorted(path.name for path in fresh.iterdir())
+    assert len(names) == 31 and names == sorted(path.name for path in interrupted.iterdir())
+    for name in names:
+        assert (fresh / name).read_bytes() == (interrupted / name).read_bytes(), f"{name} differs after resuming"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Classification in windows
 # ---------------------------------------------------------------------------------------------------------------------
@@ -344,6 +422,111 @@ def test_classify_cli_prints_one_row_per_window_and_reports_unreadable_files(
     assert len(text_rows) == 7
     assert text_rows[-1].split("\t")[1:3] == ["   61.44", "   65.00"]
     assert text_rows[0].count(" | ") == 2  # top 5 of 3 labels: all 3
+
+
+def test_classify_reports_a_file_that_fails_by_name_and_classifies_the_files_after_it(classifier, tmp_path, capsys):
+    first = write_noise(tmp_path / "first.wav", 1.0, seed=1)
+    second = write_noise(tmp_path / "second.wav", 2.0, seed=2)
+    waveform = load_audio(first)
+    waveform[100] = np.nan
+    broken = tmp_path / "broken.wav"
+    soundfile.write(broken, waveform, SAMPLING_RATE, subtype="FLOAT")
+    status = classify.main(
+        [str(first), str(broken), str(second), "--model", str(classifier), "--output_format", "jsonl",
+         "--device", "cpu"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 1
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(row["file"], row["end"]) for row in rows] == [(str(first), 1.0), (str(second), 2.0)]
+    assert f"{broken}: ValueError: Clip 0 contains 1 non-finite samples" in captured.err
+    assert str(first) not in captured.err and str(second) not in captured.err
+
+
+@pytest.mark.parametrize("model_class", [AsdaModel, AsdaForPreTraining])
+def test_classify_refuses_a_checkpoint_without_a_trained_classification_head(model_class, tmp_path, capsys):
+    folder = tiny_folder(tmp_path / "model", model_class)
+    clip = write_noise(tmp_path / "clip.wav", 1.0)
+    with pytest.raises(SystemExit) as exit_info:
+        classify.main([str(clip), "--model", str(folder), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and not captured.out
+    assert f"error: argument --model: {folder} holds no trained classification head" in captured.err
+    assert "classifier.weight" in captured.err and "fc_norm.weight" in captured.err
+    assert "Fine-tune it" in captured.err and "asda-extract-embeddings" in captured.err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch_size", "0"], "argument --batch_size: must be a positive integer, got 0"),
+        (["--top_k", "-1"], "argument --top_k: must be a positive integer, got -1"),
+        (["--window_seconds", "0"], "argument --window_seconds: must be a positive number, got 0.0"),
+        (["--hop_seconds", "-1"], "argument --hop_seconds: must be a positive number, got -1.0"),
+        (["--window_seconds", "0.015"], "argument --window_seconds: must be a positive multiple of the 10 ms frame "
+                                        "shift, got 0.015"),
+        (["--window_seconds", "1", "--hop_seconds", "2"], "argument --hop_seconds: must be at most the window "
+                                                          "(100 frames), got 2.0"),
+        (["--output_format", "csv"], "argument --output_format: invalid choice: 'csv' (choose from text, jsonl)"),
+    ],
+)  # fmt: skip
+def test_classify_reports_bad_arguments_as_usage_errors(classifier, tmp_path, capsys, flags, message):
+    clip = write_noise(tmp_path / "clip.wav", 1.0)
+    with pytest.raises(SystemExit) as exit_info:
+        classify.main([str(clip), "--model", str(classifier), "--device", "cpu", *flags])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and not captured.out
+    assert f"error: {message}" in captured.err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch_size", "0"], "argument --batch_size: must be a positive integer, got 0"),
+        (["--num_workers", "-1"], "argument --num_workers: must be a non-negative integer, got -1"),
+        (["--shard_size_mb", "0"], "argument --shard_size_mb: must be a positive number, got 0.0"),
+        (["--max_length", "0"], "argument --max_length: must be a positive integer, got 0"),
+        (["--max_length", "1000"], "argument --max_length: must be a multiple of 16 up to 1024, got 1000"),
+        (["--layer", "3"], "argument --layer: must lie in [-3, 2] for 2 blocks, got 3"),
+        (["--granularity", "token"], "argument --granularity: invalid choice: 'token' (choose from utterance, frame, "
+                                     "all)"),
+    ],
+)  # fmt: skip
+def test_extract_embeddings_reports_bad_arguments_as_usage_errors(encoder, tmp_path, capsys, flags, message):
+    clip = write_noise(tmp_path / "clip.wav", 1.0)
+    output_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        embeddings.main(
+            [str(clip), "--model", str(encoder), "--output_dir", str(output_dir), "--device", "cpu", *flags]
+        )
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not output_dir.exists(), "nothing is written before the arguments are checked"
+
+
+def test_missing_files_are_reported_as_not_found_and_the_others_processed(classifier, encoder, tmp_path, capsys):
+    good = write_noise(tmp_path / "audio" / "good.wav", 1.0)
+    missing = tmp_path / "audio" / "missing.wav"
+    assert classify.main([str(missing), str(good), "--model", str(classifier), "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    assert f"{missing}: FileNotFoundError: audio file {missing} not found" in captured.err
+    assert [row.split("\t")[0] for row in captured.out.splitlines()] == [str(good)]
+
+    listed = tmp_path / "audio" / "listed_in_manifest.wav"
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text(f"audio\n{listed}\n")
+    output_dir = tmp_path / "out"
+    status = embeddings.main(
+        [str(missing), str(good), str(manifest), "--model", str(encoder), "--output_dir", str(output_dir), *CPU]
+    )
+    assert status == 1
+    assert [path.name for path in output_dir.glob("*.npy")] == ["good.npy"]
+    with open(output_dir / "errors.tsv", newline="") as handle:
+        errors = {row["key"]: (row["source"], row["error"]) for row in csv.DictReader(handle, delimiter="\t")}
+    assert errors == {
+        "missing": (str(missing), f"FileNotFoundError: audio file {missing} not found"),
+        "listed_in_manifest": (str(listed), f"FileNotFoundError: audio file {listed} not found"),
+    }
 
 
 def test_console_scripts_point_at_callables():
