@@ -23,9 +23,10 @@ num_mel_bins=128, frame_shift=10)`, computed with batched torch ops and no torch
 """
 
 import math
+import numbers
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -35,13 +36,11 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy, TensorType, logging, requires_backends
-from transformers.utils.import_utils import is_scipy_available, is_soundfile_available
+from transformers.utils.import_utils import is_soundfile_available
 
 
-# Optional backends, imported under `is_*_available()` so that remote-code loading does not require them
-# (transformers' `check_imports` skips such blocks): scipy only when resampling, soundfile only to read files.
-if is_scipy_available():
-    from scipy.signal import resample_poly
+# soundfile, only needed to read files, is imported under `is_soundfile_available()` so that remote-code loading does
+# not require it (transformers' `check_imports` skips such blocks).
 if is_soundfile_available():
     import soundfile
 
@@ -60,6 +59,16 @@ PRESETS = {
 # Hann-windowed sinc low-pass with 6 zero crossings on each side and its cutoff at 0.99 of the lower Nyquist rate.
 RESAMPLING_LOWPASS_FILTER_WIDTH = 6
 RESAMPLING_ROLLOFF = 0.99
+# Resampling works through a clip in blocks of about this many input (or output, if more) samples, so that its
+# memory does not grow with the clip.
+RESAMPLING_BLOCK_SIZE = 2**18
+
+# Sampling rates outside these bounds are mistakes, not audio. Below 1 kHz (a 500 Hz band, under most of the mel
+# filters) a rate is almost always given in kHz (16 for 16000), and resampling it would multiply the clip's length by
+# over 16; above 1 MHz, past ultrasonic recorders (up to 500 kHz) and the fastest audio converters (768 kHz), it is a
+# sample count or a typo.
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 1_000_000
 
 # Integer PCM that is scaled to [-1, 1) as soundfile reads it; other integer types are refused.
 PCM_SCALES = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
@@ -67,34 +76,97 @@ PCM_SCALES = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 MAX_FLOAT_AMPLITUDE = 32.0
 
 
-@lru_cache(maxsize=16)
-def _sinc_resampling_filter(orig_rate: int, new_rate: int) -> np.ndarray:
-    """FIR low-pass at the common rate `orig_rate * new_rate` (rates reduced by their gcd), for `resample_poly`.
+def _check_sampling_rate(sampling_rate) -> int:
+    """`sampling_rate` as an int number of Hz, or an error naming the likely mistake (a string, kHz, a fraction)."""
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, numbers.Real):
+        kind = type(sampling_rate).__name__
+        message = f"sampling_rate must be an int number of Hz, not the {kind} {sampling_rate!r}"
+        if isinstance(sampling_rate, str) and sampling_rate.strip().isdigit():
+            message += f": pass {int(sampling_rate)}"
+        raise TypeError(message + ".")
+    if not sampling_rate > 0:
+        raise ValueError(f"sampling_rate must be a positive number of Hz, got {sampling_rate}.")
+    if sampling_rate < MIN_SAMPLING_RATE:
+        in_hz = round(1000 * sampling_rate)
+        if MIN_SAMPLING_RATE <= in_hz <= MAX_SAMPLING_RATE:
+            raise ValueError(f"sampling_rate={sampling_rate} looks like kHz; pass {in_hz} (the rate in Hz).")
+        raise ValueError(f"sampling_rate={sampling_rate} Hz is below the {MIN_SAMPLING_RATE} Hz minimum.")
+    if not float(sampling_rate).is_integer():
+        raise ValueError(f"sampling_rate must be a whole number of Hz, got {sampling_rate}.")
+    if sampling_rate > MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"sampling_rate={sampling_rate} Hz is above the {MAX_SAMPLING_RATE} Hz maximum: pass the number of "
+            "samples per second (e.g. 16000), not a sample count."
+        )
+    return int(sampling_rate)
 
-    A windowed sinc `h(t) = sinc(t) * cos^2(pi t / (2 w))`, `|t| <= w` zero crossings, sampled every
-    `rolloff * min(orig, new) / (orig * new)` crossings: the filter of `torchaudio.functional.resample`'s defaults.
-    The gain absorbs `resample_poly`'s factor `new_rate`.
+
+@lru_cache(maxsize=16)
+def _polyphase_filters(orig_rate: int, new_rate: int) -> list[tuple[slice, int, torch.Tensor]]:
+    """The official resampling filter by groups of output phases: `(phases, first input offset, conv1d weight)`.
+
+    With the rates reduced by their gcd, output sample `q * new_rate + p` is `sum_m x[q * orig_rate + m] * k(t)` at
+    `t = cutoff * (m / orig_rate - p / new_rate)`, `cutoff = rolloff * min(orig_rate, new_rate)`, for the windowed
+    sinc `k(t) = sinc(t) * cos^2(pi t / (2 w)) * cutoff / orig_rate`, `|t| <= w` zero crossings (0 beyond): the
+    kernel of `torchaudio.functional.resample`'s defaults. A group's weight `(phases, 1, span)` covers the input
+    offsets `m` its phases reach; a group spans about twice one phase's reach, so weights stay small for any rates.
     """
     cutoff = RESAMPLING_ROLLOFF * min(orig_rate, new_rate)
-    half_length = math.floor(RESAMPLING_LOWPASS_FILTER_WIDTH * orig_rate * new_rate / cutoff)
-    crossings = cutoff * np.arange(-half_length, half_length + 1) / (orig_rate * new_rate)
-    window = np.cos(np.pi * crossings / (2 * RESAMPLING_LOWPASS_FILTER_WIDTH)) ** 2
-    return np.sinc(crossings) * window * cutoff / (orig_rate * new_rate)
+    reach = RESAMPLING_LOWPASS_FILTER_WIDTH * orig_rate / cutoff  # input samples on each side of an output sample
+    phases_per_group = max(1, min(new_rate, int(2 * reach * new_rate / orig_rate)))
+    groups = []
+    for first_phase in range(0, new_rate, phases_per_group):
+        phases = np.arange(first_phase, min(first_phase + phases_per_group, new_rate))
+        first_input = math.floor(phases[0] * orig_rate / new_rate - reach)
+        inputs = np.arange(first_input, math.floor(phases[-1] * orig_rate / new_rate + reach) + 1)
+        t = cutoff * (inputs / orig_rate - phases[:, None] / new_rate)
+        window = np.cos(np.pi * t / (2 * RESAMPLING_LOWPASS_FILTER_WIDTH)) ** 2
+        kernel = np.where(np.abs(t) <= RESAMPLING_LOWPASS_FILTER_WIDTH, np.sinc(t) * window, 0.0) * cutoff / orig_rate
+        groups.append((slice(phases[0], phases[-1] + 1), first_input, torch.from_numpy(kernel[:, None]).float()))
+    return groups
+
+
+def _resampled_blocks(
+    waveform: np.ndarray, orig_sampling_rate: int, target_sampling_rate: int
+) -> Iterator[np.ndarray]:
+    """The waveform resampled to `target_sampling_rate` (`ceil(len * target / orig)` samples), block after block.
+
+    Each block is a strided `conv1d` per phase group over the input samples it reaches (zeros outside the clip),
+    in float32 as the official pipeline resamples, so memory depends on the block size only.
+    """
+    divisor = math.gcd(orig_sampling_rate, target_sampling_rate)
+    orig_rate, new_rate = orig_sampling_rate // divisor, target_sampling_rate // divisor
+    groups = _polyphase_filters(orig_rate, new_rate)
+    lead = groups[0][1]  # first input offset any phase reaches (negative)
+    tail = groups[-1][1] + groups[-1][2].shape[-1]  # one past the last
+    num_samples = -(-len(waveform) * new_rate // orig_rate)
+    num_steps = -(-num_samples // new_rate)  # steps of orig_rate inputs -> new_rate outputs
+    steps_per_block = max(1, RESAMPLING_BLOCK_SIZE // max(orig_rate, new_rate))
+    for first_step in range(0, num_steps, steps_per_block):
+        steps = min(steps_per_block, num_steps - first_step)
+        start = first_step * orig_rate + lead
+        stop = (first_step + steps - 1) * orig_rate + tail
+        inputs = np.zeros(stop - start, np.float32)
+        inputs[max(-start, 0) : len(waveform) - start] = waveform[max(start, 0) : stop]
+        inputs = torch.from_numpy(inputs)[None, None]
+        block = torch.empty(steps, new_rate)
+        for phases, first_input, weight in groups:
+            offset = first_input - lead
+            group_inputs = inputs[..., offset : offset + (steps - 1) * orig_rate + weight.shape[-1]]
+            block[:, phases] = F.conv1d(group_inputs, weight, stride=orig_rate)[0].T
+        yield block.view(-1)[: num_samples - first_step * new_rate].numpy()
 
 
 def resample_audio(waveform: np.ndarray, orig_sampling_rate: int, target_sampling_rate: int) -> np.ndarray:
-    """Resample a 1-D waveform with scipy's polyphase `resample_poly`, using the filter of the official pipeline.
+    """Resample a 1-D waveform with the windowed-sinc filter of the official pipeline, in torch.
 
     Output length is `ceil(len * target / orig)`, the first sample stays aligned, and the result matches
     `torchaudio.functional.resample` (default arguments) to float32 rounding.
     """
     if orig_sampling_rate == target_sampling_rate:
         return waveform.astype(np.float32, copy=False)
-    requires_backends(resample_audio, ["scipy"])
-    divisor = math.gcd(orig_sampling_rate, target_sampling_rate)
-    orig_rate, new_rate = orig_sampling_rate // divisor, target_sampling_rate // divisor
-    resampled = resample_poly(waveform, new_rate, orig_rate, window=_sinc_resampling_filter(orig_rate, new_rate))
-    return resampled.astype(np.float32)
+    blocks = list(_resampled_blocks(waveform, orig_sampling_rate, target_sampling_rate))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
@@ -102,9 +174,26 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
 
     Channels are averaged; other rates are resampled as the official pipeline does (see `resample_audio`).
     """
+    sampling_rate = _check_sampling_rate(sampling_rate)
+    waveform, file_sampling_rate = _read_audio(path)
+    return resample_audio(waveform, file_sampling_rate, sampling_rate)
+
+
+def _read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """An audio file as a float32 mono waveform (channels averaged) at its own sampling rate."""
     requires_backends(load_audio, ["soundfile"])
-    waveform, file_sampling_rate = soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
-    return resample_audio(waveform.mean(axis=1), file_sampling_rate, _check_sampling_rate(sampling_rate))
+    path = os.fspath(path)
+    # Opening it first turns a missing file, a folder or missing permissions into Python's error naming the path
+    # (libsndfile says "System error" or "Format not recognised"); what libsndfile cannot decode, it names itself.
+    with open(path, "rb"):
+        pass
+    waveform, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{path} declares a sampling rate of {sampling_rate} Hz, outside the {MIN_SAMPLING_RATE}-"
+            f"{MAX_SAMPLING_RATE} Hz of audio (a corrupt header?)."
+        )
+    return waveform.mean(axis=1), sampling_rate
 
 
 def _mel_filter_blocks(mel_filters: torch.Tensor, num_blocks: int = 8) -> list[tuple[slice, torch.Tensor]]:
@@ -122,19 +211,13 @@ def _mel_filter_blocks(mel_filters: torch.Tensor, num_blocks: int = 8) -> list[t
     return blocks
 
 
-def _check_sampling_rate(sampling_rate) -> int:
-    if isinstance(sampling_rate, bool) or not float(sampling_rate).is_integer() or sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}.")
-    return int(sampling_rate)
-
-
 class AsdaFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns raw audio into the normalised log-mel spectrograms that [`AsdaModel`] reads: the official Kaldi-compatible
     fbank of ASDA / EAT (see the module docstring), batched in torch, then `(x - mean) / (2 * std)`.
 
     The defaults are the official AudioSet values; [`~AsdaFeatureExtractor.from_preset`] gives the ESC-50 and Speech
-    Commands ones. Audio at another rate is resampled with the official filter (scipy's `resample_poly`).
+    Commands ones. Audio at another rate is resampled with the official filter (see `resample_audio`).
 
     Args:
         num_mel_bins (`int`, *optional*, defaults to 128):
@@ -317,15 +400,17 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         if kwargs:
             raise TypeError(f"AsdaFeatureExtractor got unexpected arguments: {sorted(kwargs)}.")
         max_length = self.max_length if max_length is None else max_length
+        if max_length < 1:
+            raise ValueError(f"max_length must be a positive integer, got {max_length}.")
         multiple = self.pad_to_multiple_of if pad_to_multiple_of is None else pad_to_multiple_of
         if return_attention_mask is None:
             return_attention_mask = self.return_attention_mask
         padding = self._padding_mode(padding)
 
-        waveforms = self._prepare_waveforms(raw_speech, sampling_rate)
+        # Truncation cuts the waveforms to the samples of their first `max_length` frames, which alone are computed.
+        max_samples = self.frame_length + (max_length - 1) * self.hop_length if truncation else None
+        waveforms = self._prepare_waveforms(raw_speech, sampling_rate, max_samples)
         log_mel, num_frames = self._log_mel(waveforms)
-        if truncation:
-            num_frames = num_frames.clamp(max=max_length)
         if padding == PaddingStrategy.MAX_LENGTH:
             target_length = max_length
         else:
@@ -362,15 +447,15 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"padding must be 'max_length', 'longest', True or False, got {padding!r}.") from None
 
     def _log_mel(self, waveforms: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kaldi fbank of a batch: `(batch, frames of the longest clip, num_mel_bins)` and every clip's frame count.
+        """Kaldi fbank of a batch of centred waveforms: `(batch, frames of the longest clip, num_mel_bins)` and every
+        clip's frame count.
 
         Shorter clips are zero-padded in time; their frames past the end are garbage that the caller masks out.
         """
         lengths = torch.tensor([len(waveform) for waveform in waveforms])
         batch = torch.zeros(len(waveforms), int(lengths.max()))
         for row, waveform in zip(batch, waveforms):
-            # Each clip's own DC offset (its mean over its real samples), as the official data loader removes it.
-            row[: len(waveform)] = torch.from_numpy(waveform - waveform.mean(dtype=np.float64).astype(np.float32))
+            row[: len(waveform)] = torch.from_numpy(waveform)
         strided = batch.unfold(-1, self.frame_length, self.hop_length)  # snip_edges: only whole frames
         centered = strided - strided.mean(dim=-1, keepdim=True)
         # Pre-emphasised, windowed frames go straight into a zeroed FFT-length buffer, with torchaudio's order of
@@ -387,8 +472,9 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         num_frames = 1 + (lengths - self.frame_length) // self.hop_length
         return log_mel, num_frames
 
-    def _prepare_waveforms(self, raw_speech, sampling_rate: int | None) -> list[np.ndarray]:
-        """Validate the input and bring every clip to a float32 mono waveform at `self.sampling_rate`."""
+    def _prepare_waveforms(self, raw_speech, sampling_rate: int | None, max_samples: int | None) -> list[np.ndarray]:
+        """Validate the input and bring every clip to a centred float32 mono waveform at `self.sampling_rate` (see
+        `_centred_waveform`), cut to its first `max_samples` samples."""
         if sampling_rate is not None:
             sampling_rate = _check_sampling_rate(sampling_rate)
         if isinstance(raw_speech, (list, tuple)):
@@ -405,7 +491,7 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
         for index, clip in enumerate(clips):
             clip_sampling_rate = sampling_rate
             if isinstance(clip, (str, os.PathLike)):
-                clip, clip_sampling_rate = load_audio(clip, self.sampling_rate), self.sampling_rate
+                clip, clip_sampling_rate = _read_audio(clip)
             elif isinstance(clip, Mapping):
                 if "array" not in clip or "sampling_rate" not in clip:
                     raise ValueError(
@@ -416,11 +502,11 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
             waveform = self._as_float_waveform(clip, index)
             if clip_sampling_rate is None:
                 rate_missing, clip_sampling_rate = True, self.sampling_rate
-            waveform = resample_audio(waveform, clip_sampling_rate, self.sampling_rate)
-            if len(waveform) < self.frame_length:
+            waveform, length = self._centred_waveform(waveform, clip_sampling_rate, max_samples)
+            if length < self.frame_length:
                 raise ValueError(
-                    f"Clip {index} has {len(waveform)} samples at {self.sampling_rate} Hz "
-                    f"({1000 * len(waveform) / self.sampling_rate:.1f} ms), shorter than one analysis frame "
+                    f"Clip {index} has {length} samples at {self.sampling_rate} Hz "
+                    f"({1000 * length / self.sampling_rate:.1f} ms), shorter than one analysis frame "
                     f"({self.frame_length} samples, {1000 * self.frame_length / self.sampling_rate:.0f} ms)."
                 )
             waveforms.append(waveform)
@@ -430,6 +516,25 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
                 "Failing to do so can result in silent errors that might be hard to debug."
             )
         return waveforms
+
+    def _centred_waveform(
+        self, waveform: np.ndarray, sampling_rate: int, max_samples: int | None
+    ) -> tuple[np.ndarray, int]:
+        """The clip at `self.sampling_rate` minus its mean, cut to its first `max_samples` samples, and its length.
+
+        The mean is over the whole (resampled) clip, as the official data loader removes it before the fbank, so
+        truncation does not change the kept frames; the clip is resampled block by block, keeping only the blocks
+        of the first `max_samples` samples, so memory does not grow with the clip.
+        """
+        if sampling_rate == self.sampling_rate:
+            return waveform[:max_samples] - waveform.mean(dtype=np.float64).astype(np.float32), len(waveform)
+        total, length, kept = 0.0, 0, []
+        for block in _resampled_blocks(waveform, sampling_rate, self.sampling_rate):
+            if max_samples is None or length < max_samples:
+                kept.append(block)
+            total += block.sum(dtype=np.float64)
+            length += len(block)
+        return np.concatenate(kept)[:max_samples] - np.float32(total / length), length
 
     @staticmethod
     def _as_float_waveform(clip, index: int) -> np.ndarray:
@@ -455,14 +560,18 @@ class AsdaFeatureExtractor(SequenceFeatureExtractor):
                     "int32 PCM are scaled automatically; scale other integer audio yourself, e.g. `audio / 32768` "
                     "for 16-bit values stored in a wider integer type."
                 )
-            return (waveform / PCM_SCALES[waveform.dtype]).astype(np.float32)
+            # Scaling by a power of two in float32 rounds as scaling in float64 would.
+            scale = np.float32(1 / PCM_SCALES[waveform.dtype])
+            return np.multiply(waveform, scale, dtype=np.float32)
         if waveform.dtype.kind != "f":
             raise ValueError(f"Clip {index} has dtype {waveform.dtype}; expected a real-valued float waveform.")
         waveform = waveform.astype(np.float32, copy=False)
-        finite = np.isfinite(waveform)
-        if not finite.all():
-            raise ValueError(f"Clip {index} contains {int((~finite).sum())} non-finite samples (NaN or inf).")
-        peak = float(np.abs(waveform).max())
+        # The extremes are NaN or infinite if any sample is, and give the peak, without a copy of a long clip.
+        lowest, highest = float(waveform.min()), float(waveform.max())
+        if not math.isfinite(lowest + highest):
+            num_bad = int((~np.isfinite(waveform)).sum())
+            raise ValueError(f"Clip {index} contains {num_bad} non-finite samples (NaN or inf).")
+        peak = max(highest, -lowest)
         if peak > MAX_FLOAT_AMPLITUDE:
             raise ValueError(
                 f"Clip {index} peaks at {peak:.1f}, far outside [-1, 1]: it looks like integer PCM converted to float "

@@ -1,8 +1,14 @@
 """AsdaFeatureExtractor: parity with the official Kaldi features, resampling, length policy, bad input, HF mixins."""
 
 import math
+import os
 import random
+import re
+import subprocess
+import sys
+import textwrap
 import unittest
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +20,12 @@ from transformers.utils import logging
 from transformers_tests.test_sequence_feature_extraction_common import SequenceFeatureExtractionTestMixin
 
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, load_audio
+from modeling_asda import feature_extraction_asda
 from modeling_asda.convert_checkpoint import classifier_task
 from modeling_asda.feature_extraction_asda import resample_audio
 
 
+REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("clip_a", "clip_b")
 # The official features floor log-mel energies at log(float32 eps).
 LOG_FLOOR = math.log(torch.finfo(torch.float32).eps)
@@ -127,22 +135,58 @@ def test_load_audio_reproduces_official_resampling(golden, shared_dir, clip):
     np.testing.assert_allclose(waveform, golden[f"{clip}.wave_16k"].numpy(), atol=2.5e-7, rtol=0)
 
 
-def windowed_sinc_reference(waveform, orig, new, width=6, rolloff=0.99):
-    """Direct sum y[n] = sum_j x[j] k(j / orig - n / new) of torchaudio's documented default resampling kernel."""
+def windowed_sinc_reference(waveform, orig, new, outputs=None, width=6, rolloff=0.99):
+    """Direct sums y[n] = sum_j x[j] k(j / orig - n / new) of torchaudio's documented default resampling kernel, for
+    the output indices `outputs` (default: all `ceil(len * new / orig)`)."""
     cutoff = rolloff * min(orig, new)
-    num_out = math.ceil(len(waveform) * new / orig)
-    t = cutoff * (np.arange(len(waveform))[None, :] / orig - np.arange(num_out)[:, None] / new)
+    if outputs is None:
+        outputs = np.arange(math.ceil(len(waveform) * new / orig))
+    t = cutoff * (np.arange(len(waveform))[None, :] / orig - outputs[:, None] / new)
     kernel = np.where(np.abs(t) <= width, np.sinc(t) * np.cos(np.pi * t / (2 * width)) ** 2, 0.0) * cutoff / orig
     return kernel @ waveform
 
 
-@pytest.mark.parametrize("orig", [8000, 22050, 32000, 44100, 48000])
-def test_resampling_equals_the_windowed_sinc_formula(orig):
-    waveform = np.random.default_rng(orig).uniform(-0.5, 0.5, orig // 20).astype(np.float32)
+# From the 1 kHz to the 1 MHz bound; 11127 Hz (old Macintosh audio) shares no factor with 16 kHz but 1: its 16000
+# filter phases, a second of output, are computed in 942 groups.
+@pytest.mark.parametrize("orig", [1000, 8000, 11127, 22050, 32000, 44100, 48000, 1_000_000])
+@pytest.mark.parametrize("block_size", [None, 100], ids=["one block", "small blocks"])
+def test_resampling_equals_the_windowed_sinc_formula(orig, block_size, monkeypatch):
+    if block_size is not None:
+        monkeypatch.setattr(feature_extraction_asda, "RESAMPLING_BLOCK_SIZE", block_size)
+    rng = np.random.default_rng(orig)
+    # At least 20 ms, and every output phase: a step of orig / gcd input samples.
+    waveform = rng.uniform(-0.5, 0.5, max(orig // 50, orig // math.gcd(orig, 16000) + 50)).astype(np.float32)
     resampled = resample_audio(waveform, orig, 16000)
-    reference = windowed_sinc_reference(waveform.astype(np.float64), orig, 16000)
-    assert resampled.dtype == np.float32 and resampled.shape == reference.shape
-    np.testing.assert_allclose(resampled, reference, atol=1e-6, rtol=0)
+    assert resampled.dtype == np.float32 and resampled.shape == (math.ceil(len(waveform) * 16000 / orig),)
+    # Both edges, where the filter reaches past the clip, and samples in between.
+    num_out = len(resampled)
+    outputs = np.unique(np.r_[np.arange(20), rng.choice(num_out, 400), np.arange(num_out - 20, num_out)])
+    reference = windowed_sinc_reference(waveform.astype(np.float64), orig, 16000, outputs)
+    np.testing.assert_allclose(resampled[outputs], reference, atol=1e-6, rtol=0)
+
+
+NO_SCIPY_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["scipy"] = None  # as in a venv with only torch, transformers and soundfile
+    from modeling_asda import AsdaFeatureExtractor
+    from safetensors.torch import load_file
+
+    wave_path, golden_path = sys.argv[1:]
+    features = AsdaFeatureExtractor()(wave_path, return_tensors="pt")["input_values"][0]
+    error = (features - load_file(golden_path)["clip_a.fbank_norm_1024"]).abs().max().item()
+    assert error < 2e-4, error
+    """
+)
+
+
+def test_32k_clip_is_featurised_without_scipy(shared_dir):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_SCIPY_SCRIPT, str(shared_dir / "data" / "audioset_clip_a_32k.wav"),
+         str(shared_dir / "golden" / "clip_features.safetensors")],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_resampled_tone_equals_the_tone_sampled_at_16k():
@@ -160,6 +204,26 @@ def test_load_audio_mixes_channels_down_and_resamples(tmp_path):
     assert waveform.dtype == np.float32 and waveform.shape == (16000,)
     expected = resample_audio((left + right) / 2, 22050, 16000)
     np.testing.assert_allclose(waveform, expected, atol=1e-6, rtol=0)
+
+
+def test_load_audio_names_a_missing_file_a_folder_and_an_undecodable_file(tmp_path):
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(FileNotFoundError) as error:
+        load_audio(missing)
+    assert error.value.filename == str(missing)
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        AsdaFeatureExtractor()(folder)
+    assert error.value.filename == str(folder)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    with pytest.raises(soundfile.LibsndfileError, match=f"{corrupt}.*No 'data' chunk"):
+        load_audio(corrupt)
+    # A header rate of 1 Hz would make resampling to 16 kHz allocate 16000 samples per sample.
+    soundfile.write(one_hertz := tmp_path / "one_hertz.wav", sine(440.0, 0.1, 16000), 1)
+    with pytest.raises(ValueError, match=f"{one_hertz} declares a sampling rate of 1 Hz"):
+        load_audio(one_hertz)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -183,6 +247,61 @@ def test_long_clips_are_truncated_keeping_their_start(log_mel_extractor):
     assert full.shape[0] == 1198
     cut = log_mel_extractor(waveform, sampling_rate=16000, return_tensors="pt")["input_values"][0]
     assert torch.equal(cut, full[:1024])
+
+
+@pytest.mark.parametrize("sampling_rate", [16000, 32000])
+def test_truncation_keeps_the_features_of_the_whole_clip(log_mel_extractor, sampling_rate):
+    """Only the kept frames are computed, but from the waveform minus its mean over the whole (resampled) clip, as
+    the official pipeline does: the features equal the full clip's, cut."""
+    waveform = np.random.default_rng(5).normal(0, 0.1, 180 * sampling_rate).astype(np.float32)
+    waveform[60 * sampling_rate :] += 0.3  # the last two minutes move the clip's mean
+    full = log_mel(log_mel_extractor, waveform, sampling_rate=sampling_rate)
+    assert full.shape == (17998, 128)
+    truncated = log_mel_extractor(waveform, sampling_rate=sampling_rate, return_tensors="pt")["input_values"][0]
+    assert torch.equal(truncated, full[:1024])
+    batch = [waveform[: 5 * sampling_rate], waveform]
+    longest = log_mel_extractor(batch, sampling_rate=sampling_rate, padding="longest", return_tensors="pt")
+    assert torch.equal(longest["input_values"][1], full[:1024])
+    unpadded = log_mel_extractor(waveform, sampling_rate=sampling_rate, padding=False, max_length=300)
+    assert torch.equal(torch.from_numpy(unpadded["input_values"][0]), full[:300])
+    # The first 10.24 s alone have another mean. Per-frame DC removal cancels it up to float32 rounding, which it
+    # changes: featurising the kept samples minus their own mean would fail the equalities above.
+    prefix = log_mel(log_mel_extractor, waveform[: 11 * sampling_rate], sampling_rate=sampling_rate)
+    assert not torch.equal(prefix[:1024], full[:1024])
+
+
+PEAK_MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource
+    import numpy as np
+    import torch
+    from modeling_asda import AsdaFeatureExtractor
+
+    torch.set_num_threads(1)  # memory is measured, not speed; one thread is not slowed by a busy machine
+    extractor = AsdaFeatureExtractor()
+    extractor(np.zeros(32000, np.float32), sampling_rate=32000)  # load the kernels first
+    hour_at_32k = np.random.default_rng(0).random(3600 * 32000, dtype=np.float32)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for sampling_rate, waveform in ((16000, hour_at_32k[: 3600 * 16000]), (32000, hour_at_32k)):
+        features = extractor(waveform, sampling_rate=sampling_rate, return_tensors="np")["input_values"]
+        assert features.shape == (1, 1024, 128)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024)
+    """
+)
+# A 10.24 s output needs a few MB of working memory (its waveform, frames and spectra); the full spectrogram of an
+# hour, cut afterwards, took about 3 GB.
+MAX_EXTRA_MEMORY_MB = 200
+
+
+def test_memory_of_a_truncated_hour_depends_on_the_output_length_only():
+    """1 h at 16 kHz, and at 32 kHz (resampled), featurised to 1024 frames in a fresh process (for ru_maxrss)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    extra_mb = float(result.stdout.split()[-1])
+    assert extra_mb < MAX_EXTRA_MEMORY_MB, f"featurising 10.24 s of a 1-h clip took {extra_mb:.0f} MB over its input"
 
 
 def test_longest_padding_rounds_up_to_16_frames_and_masks_each_clip():
@@ -311,9 +430,8 @@ def bad_inputs():
         ("unscaled pcm as float", ok * 32767, {}, "without scaling"),
         ("complex", ok.astype(np.complex64), {}, "real-valued float"),
         ("mapping without rate", {"array": ok}, {}, "needs 'array' and 'sampling_rate'"),
-        ("fractional rate", ok, {"sampling_rate": 16000.5}, "positive whole number"),
-        ("zero rate", ok, {"sampling_rate": 0}, "positive whole number"),
         ("padding mode", ok, {"padding": "everything"}, "padding must be"),
+        ("max_length", ok, {"max_length": 0}, "max_length must be a positive integer, got 0"),
     ]
 
 
@@ -322,6 +440,53 @@ def test_bad_input_raises_a_value_error_naming_the_problem(name, audio, kwargs, 
     kwargs.setdefault("sampling_rate", 16000)
     with pytest.raises(ValueError, match=message):
         AsdaFeatureExtractor()(audio, **kwargs)
+
+
+BAD_SAMPLING_RATES = [
+    (1, ValueError, "sampling_rate=1 looks like kHz; pass 1000 "),
+    (16, ValueError, "sampling_rate=16 looks like kHz; pass 16000 "),
+    (44.1, ValueError, "sampling_rate=44.1 looks like kHz; pass 44100 "),
+    (0.5, ValueError, "sampling_rate=0.5 Hz is below the 1000 Hz minimum"),
+    ("16000", TypeError, "must be an int number of Hz, not the str '16000': pass 16000"),
+    (0, ValueError, "must be a positive number of Hz, got 0"),
+    (-5, ValueError, "must be a positive number of Hz, got -5"),
+    (44100.5, ValueError, "must be a whole number of Hz, got 44100.5"),
+    (True, TypeError, "must be an int number of Hz, not the bool True"),
+    (10**12, ValueError, "sampling_rate=1000000000000 Hz is above the 1000000 Hz maximum"),
+]
+RATE_ENTRY_POINTS = {
+    "call": lambda rate, path: AsdaFeatureExtractor()(sine(440.0, 0.1, 16000), sampling_rate=rate),
+    "mapping": lambda rate, path: AsdaFeatureExtractor()({"array": sine(440.0, 0.1, 16000), "sampling_rate": rate}),
+    "constructor": lambda rate, path: AsdaFeatureExtractor(sampling_rate=rate),
+    "load_audio": lambda rate, path: load_audio(path, sampling_rate=rate),
+}
+
+
+@pytest.fixture(scope="module")
+def wav_16k(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tone.wav"
+    soundfile.write(path, sine(440.0, 0.1, 16000), 16000)
+    return path
+
+
+@pytest.mark.parametrize("entry_point", RATE_ENTRY_POINTS)
+@pytest.mark.parametrize("rate, error, message", BAD_SAMPLING_RATES, ids=[repr(case[0]) for case in BAD_SAMPLING_RATES])
+def test_implausible_sampling_rates_are_refused_naming_the_mistake(wav_16k, entry_point, rate, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        RATE_ENTRY_POINTS[entry_point](rate, wav_16k)
+
+
+def test_sampling_rates_within_the_bounds_are_accepted_in_any_number_type(wav_16k):
+    extractor = AsdaFeatureExtractor()
+    for rate in (16000.0, np.int64(16000), np.float32(16000)):
+        assert extractor(sine(440.0, 0.1, 16000), sampling_rate=rate)["input_values"][0].shape == (1024, 128)
+    assert AsdaFeatureExtractor(sampling_rate=np.int32(8000)).sampling_rate == 8000
+    assert len(load_audio(wav_16k, sampling_rate=1000)) == 100
+    for rate, seconds in ((1000, 0.1), (1_000_000, 0.03)):  # the bounds: 16x up, 62.5x down
+        waveform = sine(100.0, seconds, rate)
+        num_frames = 1 + (math.ceil(len(waveform) * 16000 / rate) - 400) // 160
+        features = extractor(waveform, sampling_rate=rate, padding=False)["input_values"][0]
+        assert features.shape == (num_frames, 128)
 
 
 def test_unknown_call_arguments_are_refused():
