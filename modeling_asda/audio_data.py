@@ -30,7 +30,7 @@ import datasets
 import numpy as np
 import soundfile
 
-from .script_utils import load_audio_file
+from .feature_extraction_asda import load_audio
 
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def decode_audio(value, sampling_rate: int) -> tuple[np.ndarray, int]:
     if source is None:
         return np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
     if isinstance(source, str):
-        return load_audio_file(source, sampling_rate), sampling_rate
+        return load_audio(source, sampling_rate), sampling_rate
     waveform, file_sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
     return waveform.mean(axis=1), file_sampling_rate
 

@@ -32,12 +32,11 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor
+from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
 from .script_utils import (
     UsageError,
     check_arguments,
     default_device,
-    load_audio_file,
     load_feature_extractor,
     parse_arguments,
 )
@@ -236,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in namespace.files:
         try:
-            waveform = load_audio_file(path, feature_extractor.sampling_rate)
+            waveform = load_audio(path, feature_extractor.sampling_rate)
             windows = sliding_windows(len(waveform), feature_extractor, window_frames, hop_frames)
             scores = classify_windows(model, feature_extractor, waveform, windows, window_frames, args.batch_size)
         except Exception as error:  # a file that cannot be read or classified must not stop the others

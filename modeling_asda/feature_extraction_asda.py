@@ -22,6 +22,7 @@ This is `torchaudio.compliance.kaldi.fbank(htk_compat=True, use_energy=False, wi
 num_mel_bins=128, frame_shift=10)`, computed with batched torch ops and no torchaudio.
 """
 
+import errno
 import math
 import numbers
 import os
@@ -185,6 +186,8 @@ def _read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     path = os.fspath(path)
     # Opening it first turns a missing file, a folder or missing permissions into Python's error naming the path
     # (libsndfile says "System error" or "Format not recognised"); what libsndfile cannot decode, it names itself.
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "Audio file not found", path)
     with open(path, "rb"):
         pass
     waveform, sampling_rate = soundfile.read(path, dtype="float32", always_2d=True)

@@ -1,20 +1,18 @@
 """Helpers shared by the scripts and command-line tools: json presets overridden by flags, argument checks reported
-like argparse's, SIGTERM handled like Ctrl-C, reading audio files, loading a model's feature extractor, the default
+like argparse's, SIGTERM handled like Ctrl-C, loading a model's feature extractor, the default
 device."""
 
 import contextlib
 import json
 import logging
 import math
-import os
 import signal
 import sys
 
-import numpy as np
 import torch
 from transformers import AutoFeatureExtractor, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
+from .feature_extraction_asda import AsdaFeatureExtractor
 
 
 logger = logging.getLogger(__name__)
@@ -81,13 +79,6 @@ def sigterm_as_keyboard_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def load_audio_file(path: str | os.PathLike, sampling_rate: int) -> np.ndarray:
-    """`load_audio`, with a missing file reported as not found (soundfile says only "System error")."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"audio file {os.fspath(path)} not found")
-    return load_audio(path, sampling_rate)
 
 
 def load_feature_extractor(

@@ -509,7 +509,7 @@ def test_missing_files_are_reported_as_not_found_and_the_others_processed(classi
     missing = tmp_path / "audio" / "missing.wav"
     assert classify.main([str(missing), str(good), "--model", str(classifier), "--device", "cpu"]) == 1
     captured = capsys.readouterr()
-    assert f"{missing}: FileNotFoundError: audio file {missing} not found" in captured.err
+    assert f"{missing}: FileNotFoundError: [Errno 2] Audio file not found: '{missing}'" in captured.err
     assert [row.split("\t")[0] for row in captured.out.splitlines()] == [str(good)]
 
     listed = tmp_path / "audio" / "listed_in_manifest.wav"
@@ -524,8 +524,8 @@ def test_missing_files_are_reported_as_not_found_and_the_others_processed(classi
     with open(output_dir / "errors.tsv", newline="") as handle:
         errors = {row["key"]: (row["source"], row["error"]) for row in csv.DictReader(handle, delimiter="\t")}
     assert errors == {
-        "missing": (str(missing), f"FileNotFoundError: audio file {missing} not found"),
-        "listed_in_manifest": (str(listed), f"FileNotFoundError: audio file {listed} not found"),
+        "missing": (str(missing), f"FileNotFoundError: [Errno 2] Audio file not found: '{missing}'"),
+        "listed_in_manifest": (str(listed), f"FileNotFoundError: [Errno 2] Audio file not found: '{listed}'"),
     }
 
 
