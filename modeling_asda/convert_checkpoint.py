@@ -317,10 +317,14 @@ def convert_checkpoint(
     keep_pretraining_modules: bool = False,
     labels: str | Path | None = None,
     allow_pickle: bool = False,
+    overwrite: bool = False,
 ):
-    """Convert a fairseq checkpoint file into a `save_pretrained` folder and return the model."""
+    """Convert a fairseq checkpoint file into a `save_pretrained` folder and return the model. An `output` folder that
+    already holds files is refused unless `overwrite` (its model files and card would be replaced)."""
     from . import AsdaFeatureExtractor, AsdaForAudioClassification, AsdaForPreTraining, AsdaModel
 
+    if not overwrite and Path(output).is_dir() and any(Path(output).iterdir()):
+        raise ValueError(f"{output} already holds files; choose a new folder, or pass --overwrite to replace them.")
     model_cfg, state_dict = read_fairseq_checkpoint(checkpoint, allow_pickle)
     is_classifier = model_cfg.get("_name") == "mae_image_classification"
     metrics = None
@@ -383,6 +387,7 @@ def main(argv: list[str] | None = None):
         help="convert a pre-training checkpoint into AsdaForPreTraining (teacher and decoder kept)",
     )
     parser.add_argument("--labels", help="class names for a fine-tuned checkpoint: the AudioSet labels csv, or one per line")
+    parser.add_argument("--overwrite", action="store_true", help="write into an --output folder that holds files")
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -392,7 +397,13 @@ def main(argv: list[str] | None = None):
     logging.basicConfig(level=logging.INFO)
     try:
         convert_checkpoint(
-            args.checkpoint, args.output, args.model_type, args.keep_pretraining_modules, args.labels, args.allow_pickle
+            args.checkpoint,
+            args.output,
+            args.model_type,
+            args.keep_pretraining_modules,
+            args.labels,
+            args.allow_pickle,
+            args.overwrite,
         )
     except (OSError, ValueError) as error:
         raise SystemExit(f"error: {error}") from error

@@ -361,6 +361,20 @@ def test_a_missing_checkpoint_is_reported_as_not_found(tmp_path):
     assert "not found" in str(error.value) and "allow-pickle" not in str(error.value)
 
 
+def test_an_output_folder_that_holds_files_is_left_alone_unless_overwrite(golden, tmp_path):
+    checkpoint = tmp_path / "classifier.pt"
+    torch.save(fairseq_checkpoint(CLASSIFIER_CFG, golden["classifier"], stripped=True), checkpoint)
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "README.md").write_text("my notes")
+    with pytest.raises(SystemExit, match="already holds files.*--overwrite"):
+        main(["--checkpoint", str(checkpoint), "--output", str(output)])
+    assert [path.name for path in output.iterdir()] == ["README.md"]
+    assert (output / "README.md").read_text() == "my notes"
+    main(["--checkpoint", str(checkpoint), "--output", str(output), "--overwrite"])
+    assert (output / "model.safetensors").is_file() and "my notes" not in (output / "README.md").read_text()
+
+
 def test_a_bare_state_dict_is_not_taken_for_a_checkpoint(golden, tmp_path):
     checkpoint = tmp_path / "state_dict.pt"
     torch.save(nest_teacher(golden["pretrain"]), checkpoint)
