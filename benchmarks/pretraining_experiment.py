@@ -22,8 +22,9 @@ The setting is the one self-supervised pre-training is for: much unlabelled audi
 both attention types (`differential` = ASDA; `standard` = the same model with plain softmax attention, the paper's
 ablation as one flag):
 1. pre-train a small encoder on the unlabelled pool (4000 clips of other words and phrases, training voices only)
-   with the official recipe: 16 masked clones per clip, 12 clips per step as on one official GPU, EMA teacher, CNN
-   decoder; a checkpoint every `PRETRAINING["save_every"]` steps;
+   with the preset for small data on a CPU, `configuration/pretraining/asda-small-data-cpu.json`: the official recipe
+   (16 masked clones per clip, 12 clips per step as on one official GPU, EMA teacher, CNN decoder) scaled to a run of
+   400 steps, with a checkpoint every 100;
 2. probe every checkpoint (and the random initialisation): a logistic regression on the frozen CLS embeddings of the
    labelled clips, scored on the test voices;
 3. fine-tune the final encoder, and the same architecture from random initialisation, on the labelled clips (40 per
@@ -62,40 +63,29 @@ from make_spoken_commands import write_corpus  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "experiment"
 ATTENTION_TYPES = ("differential", "standard")
-# Small ASDA: asda-tiny (192 wide, 3 heads of 64) with 4 blocks; 1-s clips -> 128 frames -> 8 x 8 = 64 patches.
-MODEL_OVERRIDES = {"num_hidden_layers": 4}
-CLONES, CLIPS_PER_STEP = 16, 12
-PRETRAINING = {
-    "steps": 400,
-    "save_every": 100,
-    "learning_rate": 5e-4,
-    # A run of a few hundred steps needs a teacher that follows the student within the run: the EMA decay anneals
-    # from 0.998 to 0.9999 over the run (official: 0.9998 -> 0.99999 over the first 100k of 800k steps).
-    "ema_decay": 0.998,
-    "ema_end_decay": 0.9999,
-    # The official lambda_u = 0.5 on the *mean* over the 192 student clones of a step. The official code weights
-    # the *sum* (spec 3.4): 192 x 0.5 against the frame term, which at this budget pulls every CLS token to one point.
-    "utterance_loss_weight": 0.5 / (CLONES * CLIPS_PER_STEP),
-}
+# asda-tiny (192 wide, 3 heads of 64) with 4 blocks; 1-s clips -> 128 frames -> 8 x 8 = 64 patches. A run of a few
+# hundred steps needs a teacher that follows the student within the run: the EMA decay anneals from 0.998 to 0.9999
+# over the run (official: 0.9998 -> 0.99999 over the first 100k of 800k steps). The utterance loss is lambda_u = 0.5 on
+# the *mean* over the 192 student clones of a step: the official *sum* (spec 3.4) weights it 192 x 0.5 against the
+# frame term, which at this budget pulls every CLS token to one point.
+PRETRAINING_PRESET = REPO_ROOT / "configuration/pretraining/asda-small-data-cpu.json"
+PRETRAINING = json.loads(PRETRAINING_PRESET.read_text())
 LABELLED_PER_WORD = 40
 FINETUNING = {"steps": 400, "batch_size": 32, "learning_rate": 5e-4, "pretrained_layer_decay": 0.75}
 # The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy: with mixup and binary
 # cross-entropy no model, pre-trained or not, left chance level within a few hundred steps.
 FINETUNING_RECIPE = ["--mixup_alpha", "0", "--problem_type", "single_label_classification"]
-FEATURE_PRESET, TARGET_LENGTH = "speech_commands", 128
+FEATURE_PRESET, TARGET_LENGTH = PRETRAINING["feature_preset"], PRETRAINING["target_length"]
 FEATURES = ["--feature_preset", FEATURE_PRESET, "--target_length", str(TARGET_LENGTH)]
 COMMON_FLAGS = ["--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 
 
 def model_config(attention_type: str, directory: Path) -> Path:
-    """The experiment's model config for one attention type, as a json preset for the scripts."""
-    config = AsdaConfig.from_pretrained(REPO_ROOT / "configuration/models/asda-tiny.json")
-    config.update({
-        **MODEL_OVERRIDES, "attention_type": attention_type, "clone_batch": CLONES,
-        "ema_anneal_end_step": PRETRAINING["steps"], "ema_decay": PRETRAINING["ema_decay"],
-        "ema_end_decay": PRETRAINING["ema_end_decay"], "utterance_loss_weight": PRETRAINING["utterance_loss_weight"],
-    })  # fmt: skip
-    config.validate_architecture()
+    """The pre-training preset's model with one attention type, as a json preset for the scripts."""
+    config = run_pretrain.build_config(run_pretrain.ModelArguments(
+        config_name=str(REPO_ROOT / PRETRAINING["config_name"]),
+        config_overrides=f"{PRETRAINING['config_overrides']},attention_type={attention_type}",
+    ))  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{attention_type}.json"
     config.to_json_file(path)
@@ -120,16 +110,13 @@ def labelled_subset(corpus: Path, per_word: int, seed: int) -> Path:
     return path
 
 
-def pretrain(corpus: Path, config: Path, seed: int, output_dir: Path) -> dict:
+def pretrain(corpus: Path, attention_type: str, seed: int, output_dir: Path) -> dict:
     start = time.perf_counter()
     trainer = run_pretrain.main([
-        str(REPO_ROOT / "configuration/pretraining/asda-tiny-smoke.json"),
-        "--config_name", str(config), "--config_overrides", f"clone_batch={CLONES}",
-        "--train_file", str(corpus / "pool.csv"), *FEATURES,
-        "--max_steps", str(PRETRAINING["steps"]), "--warmup_steps", str(PRETRAINING["steps"] // 10),
-        "--learning_rate", str(PRETRAINING["learning_rate"]), "--per_device_train_batch_size", str(CLIPS_PER_STEP),
-        "--save_strategy", "steps", "--save_steps", str(PRETRAINING["save_every"]), "--save_only_model", "true",
-        "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
+        str(PRETRAINING_PRESET), "--config_name", str(REPO_ROOT / PRETRAINING["config_name"]),  # from any directory
+        "--config_overrides", f"attention_type={attention_type}",  # merged with the preset's overrides
+        "--train_file", str(corpus / "pool.csv"), "--save_only_model", "true", "--seed", str(seed),
+        "--output_dir", str(output_dir), *COMMON_FLAGS,
     ])  # fmt: skip
     return {
         "seconds": time.perf_counter() - start,
@@ -167,7 +154,7 @@ def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Pat
     """Probe accuracy at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
     torch.manual_seed(seed)
     accuracies = {0: probe.accuracy(AsdaModel(AsdaConfig.from_pretrained(config)))}
-    for step in range(PRETRAINING["save_every"], PRETRAINING["steps"] + 1, PRETRAINING["save_every"]):
+    for step in range(PRETRAINING["save_steps"], PRETRAINING["max_steps"] + 1, PRETRAINING["save_steps"]):
         encoder = AsdaModel.from_pretrained(pretrained_dir / f"checkpoint-{step}")  # the student of the checkpoint
         accuracies[step] = probe.accuracy(encoder)
     return accuracies
@@ -209,7 +196,7 @@ def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs
             pretrained_dir = work_dir / f"pretrain/{attention}/seed{seed}"
             key = f"pretrain/{attention}/seed{seed}"
             if key not in runs:
-                runs[key] = pretrain(corpus, config, seed, pretrained_dir)
+                runs[key] = pretrain(corpus, attention, seed, pretrained_dir)
                 save()
             if "probe_test_accuracy" not in runs[key]:
                 probe = probe or Probe(corpus, labelled)
@@ -303,7 +290,7 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         by_step = probed(runs, attention)
         for start, name, probe_step in (
             ("scratch", "random (no pre-training)", 0),
-            ("pretrained", f"pre-trained {PRETRAINING['steps']} steps", PRETRAINING["steps"]),
+            ("pretrained", f"pre-trained {PRETRAINING['max_steps']} steps", PRETRAINING["max_steps"]),
         ):
             validation, test = finetuned(runs, attention, start, "validation"), finetuned(runs, attention, start, "test")
             if test:
@@ -325,14 +312,14 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         "",
         "![pre-training loss, fine-tuning loss, probe accuracy vs pre-training steps](experiment.png)",
         "",
-        f"Pre-training: {PRETRAINING['steps']} steps x {CLIPS_PER_STEP} clips x {CLONES} clones, lr "
-        f"{PRETRAINING['learning_rate']}, EMA {PRETRAINING['ema_decay']} -> {PRETRAINING['ema_end_decay']}, utterance "
-        f"weight {PRETRAINING['utterance_loss_weight']:.5f} (0.5 on the mean over clones); "
+        f"Pre-training: `{PRETRAINING_PRESET.relative_to(REPO_ROOT)}`, {PRETRAINING['max_steps']} steps x "
+        f"{PRETRAINING['per_device_train_batch_size']} clips, lr {PRETRAINING['learning_rate']}, config overrides "
+        f"`{PRETRAINING['config_overrides']}`, EMA decay annealed over the run; "
         f"{min(pretraining_minutes):.1f}-{max(pretraining_minutes):.1f} min per run. Fine-tuning: "
         f"{FINETUNING['steps']} steps x {FINETUNING['batch_size']} clips, lr {FINETUNING['learning_rate']}, layer decay "
         f"{FINETUNING['pretrained_layer_decay']} for pre-trained encoders (none from scratch), the SPC-2 recipe's "
-        "roll, noise and SpecAugment, no mixup, cross-entropy. Model: `configuration/models/asda-tiny.json` with "
-        f"{MODEL_OVERRIDES}.",
+        f"roll, noise and SpecAugment, no mixup, cross-entropy. Model: `{PRETRAINING['config_name']}` with the "
+        "pre-training preset's overrides.",
         "",
         f"Made by `PYTHONPATH=. python benchmarks/pretraining_experiment.py` ({sum(minutes.values()):.0f} min of "
         f"training and evaluation) on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

@@ -15,15 +15,17 @@
 """Self-supervised pre-training of ASDA (EAT's teacher-student recipe) with the Hugging Face Trainer.
 
     python examples/run_pretrain.py configuration/pretraining/asda-tiny-smoke.json --train_dir my_audio/
+    python examples/run_pretrain.py configuration/pretraining/asda-small-data-cpu.json --train_dir my_1s_clips/
     accelerate launch --config_file configuration/accelerate/ddp.yaml examples/run_pretrain.py \
         configuration/pretraining/asda-base-audioset.json --train_file audioset_unbalanced.tsv
 
-A preset (given first) holds the official values; the flags after it override them. Unlabelled audio comes from
-`--train_dir` (every audio file below it), `--train_file` (a csv/tsv manifest with a header and an `audio` column of
-paths) or `--dataset_name` (a `datasets` dataset with an audio column). Spectrograms are computed on the fly in the
-data-loader workers. The output folder holds the student encoder, which `AsdaModel.from_pretrained` loads (with
-`--keep_pretraining_modules`, the whole `AsdaForPreTraining`); `checkpoint-*` folders resume a run exactly
-(`--resume_from_checkpoint`).
+A preset (given first) holds the official values; the flags after it override them (`--config_overrides` adds to the
+preset's). `asda-small-data-cpu.json` is a short run of a small model on a few hundred 1-s clips on a CPU. Unlabelled
+audio comes from `--train_dir` (every audio file below it), `--train_file` (a csv/tsv manifest with a header and an
+`audio` column of paths) or `--dataset_name` (a `datasets` dataset with an audio column). Spectrograms are computed on
+the fly in the data-loader workers. The output folder holds the student encoder, which `AsdaModel.from_pretrained`
+loads (with `--keep_pretraining_modules`, the whole `AsdaForPreTraining`); `checkpoint-*` folders resume a run
+exactly (`--resume_from_checkpoint`).
 """
 
 import logging
@@ -67,7 +69,18 @@ class ModelArguments:
     )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated `field=value` config overrides, e.g. 'clone_batch=8,attention_type=standard'."},
+        metadata={
+            "help": "Comma-separated `field=value` config overrides, e.g. 'clone_batch=8,attention_type=standard'; "
+            "they add to a preset's, a field given again takes the later value."
+        },
+    )
+    ema_anneal_to_max_steps: bool = field(
+        default=False,
+        metadata={
+            "help": "Anneal the teacher's EMA decay from ema_decay to ema_end_decay over this run's --max_steps "
+            "(sets the config's ema_anneal_end_step) instead of the official 100,000 updates, over which a run of a "
+            "few hundred steps would keep its teacher almost fixed."
+        },
     )
     model_name_or_path: str | None = field(
         default=None,
@@ -152,13 +165,27 @@ def load_unlabelled_audio(data_args: DataArguments) -> datasets.Dataset:
     )
 
 
+def parse_arguments(argv: list[str] | None = None):
+    """`[preset.json] [--flag value ...]` -> (ModelArguments, DataArguments, AsdaPretrainingArguments)."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, AsdaPretrainingArguments))
+    model_args, data_args, training_args = parse_args_with_preset(parser, argv)
+    if model_args.ema_anneal_to_max_steps and training_args.max_steps <= 0:
+        raise ValueError("--ema_anneal_to_max_steps needs the run length in optimiser updates: give --max_steps.")
+    return model_args, data_args, training_args
+
+
+def build_config(model_args: ModelArguments) -> AsdaConfig:
+    """The model preset with the `--config_overrides` applied."""
+    config = AsdaConfig.from_pretrained(model_args.config_name)
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+        config.validate_architecture()
+    return config
+
+
 def build_model(model_args: ModelArguments) -> AsdaForPreTraining:
     if model_args.model_name_or_path is None:
-        config = AsdaConfig.from_pretrained(model_args.config_name)
-        if model_args.config_overrides:
-            config.update_from_string(model_args.config_overrides)
-            config.validate_architecture()
-        return AsdaForPreTraining(config)
+        return AsdaForPreTraining(build_config(model_args))
     model, loading_info = AsdaForPreTraining.from_pretrained(model_args.model_name_or_path, output_loading_info=True)
     if any(key.startswith("teacher.") for key in loading_info["missing_keys"]):
         logger.info("%s holds no teacher: it starts as a copy of the student.", model_args.model_name_or_path)
@@ -187,13 +214,13 @@ def save_final_model(trainer: AsdaPretrainingTrainer, feature_extractor, keep_pr
 
 
 def main(argv: list[str] | None = None):
-    parser = HfArgumentParser((ModelArguments, DataArguments, AsdaPretrainingArguments))
-    model_args, data_args, training_args = parse_args_with_preset(parser, argv)
+    model_args, data_args, training_args = parse_arguments(argv)
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", handlers=[logging.StreamHandler(sys.stdout)]
     )
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
+    logging.getLogger("modeling_asda").setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     set_seed(training_args.seed)
@@ -207,6 +234,8 @@ def main(argv: list[str] | None = None):
     train_dataset = train_dataset.with_transform(SpectrogramTransform(feature_extractor, audio))
 
     model = build_model(model_args)
+    if model_args.ema_anneal_to_max_steps:
+        model.config.ema_anneal_end_step = training_args.max_steps
     trainer = AsdaPretrainingTrainer(
         model=model,
         args=training_args,
@@ -214,10 +243,13 @@ def main(argv: list[str] | None = None):
         data_collator=default_data_collator,
     )
     logger.info(
-        "Pre-training on %d clips, %d process(es), %d student clones per clip.",
+        "Pre-training on %d clips, %d process(es), %d student clones per clip; EMA decay %g -> %g over %d updates.",
         len(train_dataset),
         training_args.world_size,
         model.config.clone_batch,
+        model.config.ema_decay,
+        model.config.ema_end_decay,
+        model.config.ema_anneal_end_step,
     )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)

@@ -239,7 +239,8 @@ def num_samples(value) -> int:
 
 
 def drop_short_clips(dataset: datasets.Dataset, audio_column: str, min_samples: int) -> datasets.Dataset:
-    """Remove clips shorter than `min_samples` at their own rate (the official loader skips clips under 10,000)."""
+    """Remove clips shorter than `min_samples` at their own rate (the official loader skips clips under 10,000), with
+    a warning that counts them; raise a `ValueError` if no clip is left."""
     if min_samples <= 0:
         return dataset
     feature = dataset.features[audio_column]
@@ -252,9 +253,18 @@ def drop_short_clips(dataset: datasets.Dataset, audio_column: str, min_samples: 
         num_samples(value) for batch in view.select_columns(audio_column).iter(1024) for value in batch[audio_column]
     )
     keep = [index for index, length in enumerate(lengths) if length >= min_samples]
+    if len(dataset) and not keep:
+        raise ValueError(
+            f"All {len(dataset)} clips are shorter than {min_samples} samples (counted at each file's own sampling "
+            "rate): lower --min_length_samples (0 keeps every clip)."
+        )
     if len(keep) < len(dataset):
-        logger.info(
-            "Skipped %d of %d clips shorter than %d samples.", len(dataset) - len(keep), len(dataset), min_samples
+        logger.warning(
+            "Skipped %d of %d clips shorter than %d samples (counted at each file's own sampling rate); lower "
+            "--min_length_samples to keep them (0 keeps every clip).",
+            len(dataset) - len(keep),
+            len(dataset),
+            min_samples,
         )
         dataset = dataset.select(keep)
     return dataset

@@ -19,6 +19,7 @@ from transformers import PreTrainedConfig
 
 ATTENTION_TYPES = ("differential", "standard")
 POOLING_MODES = ("cls", "mean")
+UTTERANCE_LOSS_REDUCTIONS = ("sum", "mean")
 POSITIVE_SIZES = (
     "hidden_size",
     "num_hidden_layers",
@@ -87,6 +88,11 @@ class AsdaConfig(PreTrainedConfig):
         target_norm_eps: epsilon of those target normalisations.
         frame_loss_weight: weight of the frame (masked-patch) regression loss.
         utterance_loss_weight: weight of the utterance (CLS) regression loss: 0.5 in ASDA, 1.0 in EAT.
+        utterance_loss_reduction: how the per-clone utterance errors of a step combine. `"sum"` (official, spec 3.4)
+            weights the utterance term by the number of student clones in the batch (192 for 16 clones of 12 clips)
+            against the frame term, a mean over masked patches; short runs on small data then pull every CLS token
+            to one point. `"mean"` averages over the clones instead: `"mean"` with weight `w` equals `"sum"` with
+            weight `w / (clone_batch * clips per forward pass)`.
         ema_decay, ema_end_decay, ema_anneal_end_step: the teacher's EMA decay rises linearly from `ema_decay` to
             `ema_end_decay` over `ema_anneal_end_step` optimiser updates.
     """
@@ -134,6 +140,7 @@ class AsdaConfig(PreTrainedConfig):
     target_norm_eps: float = 1e-5
     frame_loss_weight: float | int = 1.0
     utterance_loss_weight: float | int = 0.5
+    utterance_loss_reduction: str = "sum"
     ema_decay: float = 0.9998
     ema_end_decay: float = 0.99999
     ema_anneal_end_step: int = 100000
@@ -169,6 +176,11 @@ class AsdaConfig(PreTrainedConfig):
             raise ValueError(f"attention_type must be one of {ATTENTION_TYPES}, got {self.attention_type!r}.")
         if self.pooling_mode not in POOLING_MODES:
             raise ValueError(f"pooling_mode must be one of {POOLING_MODES}, got {self.pooling_mode!r}.")
+        if self.utterance_loss_reduction not in UTTERANCE_LOSS_REDUCTIONS:
+            raise ValueError(
+                f"utterance_loss_reduction must be one of {UTTERANCE_LOSS_REDUCTIONS}, "
+                f"got {self.utterance_loss_reduction!r}."
+            )
         if self.num_mel_bins % self.patch_size:
             raise ValueError(
                 f"num_mel_bins ({self.num_mel_bins}) must be a multiple of patch_size ({self.patch_size})."

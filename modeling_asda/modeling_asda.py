@@ -67,8 +67,9 @@ class AsdaForPreTrainingOutput(ModelOutput):
     frame_loss (`torch.FloatTensor` of shape `()`):
         Frame term: mean over masked patches of `sum_c (prediction - target)^2 / sqrt(hidden_size)`, weighted.
     utterance_loss (`torch.FloatTensor` of shape `()`):
-        Utterance term: `utterance_loss_weight` times the *sum* over student clones of
-        `sum_c (CLS - mean target)^2 / sqrt(hidden_size)` (the official weighting, spec 3.4).
+        Utterance term: `utterance_loss_weight` times the *sum* (`utterance_loss_reduction="sum"`, the official
+        weighting, spec 3.4) or the *mean* (`"mean"`) over the `batch_size * clones` student rows of
+        `sum_c (CLS - mean target)^2 / sqrt(hidden_size)`.
     logits (`torch.FloatTensor` of shape `(batch_size * clones, num_patches, hidden_size)`):
         The decoder's predictions at every patch (the loss uses the masked ones).
     targets (`torch.FloatTensor` of shape `(batch_size, num_patches, hidden_size)`):
@@ -737,7 +738,8 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
         frame_errors = (predictions[mask].float() - clone_targets[mask]).pow(2).sum(dim=-1) * scale
         utterance_errors = (student_tokens[:, 0].float() - clone_targets.mean(dim=1)).pow(2).sum(dim=-1) * scale
         frame_loss = config.frame_loss_weight * frame_errors.mean()
-        utterance_loss = config.utterance_loss_weight * utterance_errors.sum()
+        reduce_clones = torch.sum if config.utterance_loss_reduction == "sum" else torch.mean
+        utterance_loss = config.utterance_loss_weight * reduce_clones(utterance_errors)
         return AsdaForPreTrainingOutput(
             loss=frame_loss + utterance_loss,
             frame_loss=frame_loss,

@@ -29,13 +29,42 @@ def preset_flags(path: str) -> list[str]:
     return flags
 
 
+CONFIG_OVERRIDES = "--config_overrides"
+
+
+def merge_config_overrides(parser: HfArgumentParser, argv: list[str]) -> list[str]:
+    """`argv` with its `--config_overrides field=value,...` options merged into one, where the first stood: fields
+    add up, and the later value wins for the same field."""
+    overrides, others, position = {}, [], None
+    index = 0
+    while index < len(argv):
+        argument = argv[index]
+        if argument == CONFIG_OVERRIDES and index + 1 < len(argv):
+            value, index = argv[index + 1], index + 2
+        elif argument.startswith(CONFIG_OVERRIDES + "="):
+            value, index = argument.split("=", 1)[1], index + 1
+        else:
+            others.append(argument)
+            index += 1
+            continue
+        for item in filter(None, value.split(",")):
+            if "=" not in item:
+                parser.error(f"argument {CONFIG_OVERRIDES}: expected comma-separated field=value pairs, got {item!r}")
+            overrides[item.split("=", 1)[0].strip()] = item
+        position = len(others) if position is None else position
+    if position is None:
+        return others
+    return [*others[:position], CONFIG_OVERRIDES, ",".join(overrides.values()), *others[position:]]
+
+
 def parse_args_with_preset(parser: HfArgumentParser, argv: list[str] | None = None):
     """Parse `[preset.json] [--flag value ...]`: the preset's values first, flags after it win (argparse keeps the
-    last occurrence of an option)."""
+    last occurrence of an option), except `--config_overrides`, whose `field=value` lists merge (the later value
+    wins for the same field): `--config_overrides attention_type=standard` keeps the preset's other overrides."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0].endswith(".json"):
         argv = preset_flags(argv[0]) + argv[1:]
-    return parser.parse_args_into_dataclasses(argv)
+    return parser.parse_args_into_dataclasses(merge_config_overrides(parser, argv))
 
 
 class UsageError(ValueError):

@@ -1,5 +1,6 @@
 """AsdaForPreTraining: golden parity with the official pre-training forward, masking and the EMA teacher."""
 
+import copy
 import json
 import math
 import os
@@ -107,6 +108,31 @@ def test_loss_weighting_is_the_official_sum_over_clones(golden):
     per_clone = ((cls - target) ** 2).sum(-1) / math.sqrt(64)
     torch.testing.assert_close(outputs.utterance_loss, 0.5 * per_clone.sum())
     torch.testing.assert_close(per_clone, golden["outputs"]["pretrain.utterance_error_per_clone"], atol=1e-4, rtol=0)
+
+
+def test_mean_utterance_reduction_divides_the_official_sum_by_the_student_rows(golden):
+    # 2 clips x 2 clones = 4 student rows. "sum" stays the official value; "mean" averages the same per-clone errors
+    # and leaves the frame term alone.
+    source, mask, noise = golden["inputs"]["source"][:, 0], golden["inputs"]["masks"].bool(), torch.zeros(4, 103, 64)
+    summed = official_model(golden)(source, mask=mask, decoder_noise=noise, output_hidden_states=True)
+    mean_config = copy.deepcopy(golden["config"])
+    mean_config.utterance_loss_reduction = "mean"
+    averaged = official_model({**golden, "config": mean_config})(source, mask=mask, decoder_noise=noise)
+
+    cls = summed.hidden_states[-1][:, 0]
+    per_clone = ((cls - summed.targets.mean(dim=1).repeat_interleave(2, dim=0)) ** 2).sum(-1) / math.sqrt(64)
+    assert torch.equal(summed.utterance_loss, 0.5 * per_clone.sum())
+    official = golden["outputs"]["pretrain.utterance_loss"].squeeze()
+    torch.testing.assert_close(summed.utterance_loss, official, rtol=1e-6, atol=0)
+    torch.testing.assert_close(averaged.utterance_loss, 0.5 * per_clone.sum() / 4, rtol=1e-7, atol=0)
+    torch.testing.assert_close(averaged.utterance_loss, official / 4, rtol=1e-6, atol=0)
+    assert torch.equal(averaged.frame_loss, summed.frame_loss)
+    assert torch.equal(averaged.loss, averaged.frame_loss + averaged.utterance_loss)
+
+
+def test_unknown_utterance_loss_reduction_is_rejected():
+    with pytest.raises(ValueError, match="utterance_loss_reduction must be one of"):
+        AsdaConfig(utterance_loss_reduction="median")
 
 
 @pytest.mark.parametrize(("num_time_patches", "expected_kept"), [(64, 102), (32, 51), (8, 12), (16, 25)])

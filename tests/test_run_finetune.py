@@ -3,6 +3,7 @@ the manifest helpers, and (slow) multi-process training equal to single-process 
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -212,6 +213,39 @@ def test_training_needs_evaluation_data(two_class_data, tmp_path):
     flags.remove(str(two_class_data / "eval.csv"))
     with pytest.raises(ValueError, match="No evaluation data"):
         run_finetune.main(flags)
+
+
+def test_short_training_clips_are_reported_and_an_all_short_split_is_an_error(two_class_data, tmp_path, caplog):
+    """1-s clips at 8 kHz (8000 samples) fall below the training default of 10,000 samples: the script's logging must
+    show the skip (count, threshold, the flag), and a split left empty must stop the run naming the flag."""
+    rows = list(csv.DictReader(open(two_class_data / "train.csv")))[:4]
+    rng = np.random.default_rng(0)
+    short = []
+    for index in range(2):
+        path = tmp_path / f"short{index}.wav"
+        soundfile.write(path, 0.1 * rng.standard_normal(8000), 8000)
+        short.append({"audio": str(path), "label": rows[index]["label"]})
+    long = [{"audio": str(two_class_data / row["audio"]), "label": row["label"]} for row in rows]
+    for name, manifest_rows in (("mixed", long + short), ("short", short)):
+        with open(tmp_path / f"{name}.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, ["audio", "label"])
+            writer.writeheader()
+            writer.writerows(manifest_rows)
+
+    def flags(manifest: str, output: str) -> list[str]:
+        return ["--config_name", str(two_class_data / "tiny.json"), "--train_file", str(tmp_path / manifest),
+                "--target_length", "128", "--output_dir", str(tmp_path / output), "--do_train", "--max_steps", "1",
+                "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--save_strategy", "no",
+                "--load_best_model_at_end", "false", *CPU_FLAGS]  # fmt: skip
+
+    trainer = run_finetune.main(flags("mixed.csv", "mixed"))
+    assert len(trainer.train_dataset) == 4
+    skipped = [record for record in caplog.records if "Skipped" in record.getMessage()]
+    assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
+    assert "Skipped 2 of 6 clips shorter than 10000 samples" in skipped[0].getMessage()
+    assert "--min_length_samples" in skipped[0].getMessage()
+    with pytest.raises(ValueError, match="All 2 clips are shorter than 10000 samples.*--min_length_samples"):
+        run_finetune.main(flags("short.csv", "short"))
 
 
 # Spec section 4.3 (the official finetuning_*.sh scripts): lr, updates, warm-up, batch, frames, mixup, SpecAugment ratio,

@@ -1,6 +1,9 @@
-"""examples/run_pretrain.py: a smoke run, an interrupted run resumed exactly, and two-process DDP on CPU."""
+"""examples/run_pretrain.py: a smoke run, an interrupted run resumed exactly, two-process DDP on CPU, and the
+small-data path (presets merged with --config_overrides, the EMA schedule tied to the run, short clips reported)."""
 
+import copy
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from modeling_asda import AsdaModel
+from modeling_asda import AsdaFeatureExtractor, AsdaForPreTraining, AsdaModel, inverse_block_mask
 from modeling_asda.pretraining import AsdaPretrainingTrainer
 
 
@@ -38,6 +41,9 @@ def audio_dir(tmp_path_factory):
         tone = sum(np.sin(2 * np.pi * (150 + 40 * index) * harmonic * time) / harmonic for harmonic in (1, 2, 3))
         soundfile.write(folder / f"clip{index:02d}.wav", 0.2 * tone + 0.02 * rng.standard_normal(len(time)), rate)
     return folder
+
+
+PRESETS = REPO_ROOT / "configuration/pretraining"
 
 
 def arguments(audio_dir, output_dir, *extra):
@@ -151,3 +157,120 @@ def test_two_process_ddp_on_cpu(audio_dir, tmp_path):
     first, last = (np.mean([logs[step]["loss"] for step in steps]) for steps in (range(1, 5), range(17, 21)))
     assert last < first
     AsdaModel.from_pretrained(output_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Small data on a CPU
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_config_overrides_on_the_command_line_add_to_the_preset(tmp_path):
+    preset = tmp_path / "preset.json"
+    preset.write_text(json.dumps({"config_name": str(REPO_ROOT / "configuration/models/asda-tiny.json"),
+                                  "config_overrides": "clone_batch=4,hidden_size=64", "max_steps": 5}))  # fmt: skip
+    model_args, _, training_args = run_pretrain.parse_arguments([
+        str(preset), "--config_overrides", "hidden_size=32,num_hidden_layers=2", "--max_steps", "7",
+        "--config_overrides=num_attention_heads=4", "--output_dir", "unused",
+    ])  # fmt: skip
+    # Fields add up, the later value wins for the same field; other options keep "last wins".
+    assert model_args.config_overrides == "clone_batch=4,hidden_size=32,num_hidden_layers=2,num_attention_heads=4"
+    assert training_args.max_steps == 7
+    config = run_pretrain.build_config(model_args)
+    sizes = (config.clone_batch, config.hidden_size, config.num_hidden_layers, config.num_attention_heads)
+    assert sizes == (4, 32, 2, 4)
+    with pytest.raises(SystemExit):  # argparse's usage error, not a traceback from update_from_string
+        run_pretrain.parse_arguments([str(preset), "--config_overrides", "clone_batch", "--output_dir", "unused"])
+
+
+def test_ema_schedule_tied_to_the_run_length(audio_dir, tmp_path, monkeypatch):
+    """With --ema_anneal_to_max_steps the teacher's decay runs from ema_decay to ema_end_decay over this run: the EMA
+    callback's updates 1..6 use exactly the linear schedule, the last one ema_end_decay."""
+    used = {}
+    update_teacher, lerp = AsdaForPreTraining.update_teacher, torch._foreach_lerp_
+
+    def recording_update(model, step):
+        weights = []
+        with monkeypatch.context() as patch:  # the weight the EMA update really applies: 1 - decay
+            patch.setattr(torch, "_foreach_lerp_", lambda *args: weights.append(args[2]) or lerp(*args))
+            update_teacher(model, step)
+        used[step] = 1 - weights[0]
+
+    monkeypatch.setattr(AsdaForPreTraining, "update_teacher", recording_update)
+    output_dir = tmp_path / "run"
+    trainer = run_pretrain.main(arguments(
+        audio_dir, output_dir, "--config_overrides", "ema_decay=0.9,ema_end_decay=0.99", "--ema_anneal_to_max_steps",
+        "true", "--max_steps", "6", "--warmup_steps", "1", "--save_strategy", "no",
+    ))  # fmt: skip
+    assert sorted(used) == list(range(1, 7))
+    for step, decay in used.items():
+        assert decay == pytest.approx(0.9 + 0.09 * step / 6, abs=1e-12), step
+    assert used[6] == pytest.approx(0.99, abs=1e-12)
+    assert trainer.model.ema_decay(0) == pytest.approx(0.9, abs=1e-12)
+    assert trainer.model.config.hidden_size == 32  # the test model's overrides were kept (merged)
+    assert json.loads((output_dir / "config.json").read_text())["ema_anneal_end_step"] == 6
+    with pytest.raises(ValueError, match="--max_steps"):
+        run_pretrain.parse_arguments(arguments(audio_dir, output_dir, "--ema_anneal_to_max_steps", "true",
+                                               "--max_steps", "-1"))  # fmt: skip
+
+
+def write_clips(folder: Path, count: int, rate: int, seconds: float, seed: int):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        soundfile.write(folder / f"{rate}hz_{index}.wav", 0.1 * rng.standard_normal(int(rate * seconds)), rate)
+
+
+def test_short_clips_are_reported_and_an_all_short_dataset_is_an_error(tmp_path, caplog):
+    """1-s clips at 8 kHz (8000 samples) are below the official 10,000-sample minimum: the script's logging must show
+    that they were skipped, and refuse to train on nothing."""
+    data = tmp_path / "clips"
+    write_clips(data, 4, 16000, 1.0, seed=0)
+    write_clips(data, 2, 8000, 1.0, seed=1)
+    trainer = run_pretrain.main(arguments(data, tmp_path / "run", "--max_steps", "1", "--warmup_steps", "0",
+                                          "--save_strategy", "no"))  # fmt: skip
+    assert len(trainer.train_dataset) == 4
+    skipped = [record for record in caplog.records if "Skipped" in record.getMessage()]
+    assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
+    assert "Skipped 2 of 6 clips shorter than 10000 samples" in skipped[0].getMessage()
+    assert "--min_length_samples" in skipped[0].getMessage()
+
+    only_short = tmp_path / "short"
+    write_clips(only_short, 3, 8000, 1.0, seed=2)
+    with pytest.raises(ValueError, match="All 3 clips are shorter than 10000 samples.*--min_length_samples"):
+        run_pretrain.main(arguments(only_short, tmp_path / "nothing", "--max_steps", "1"))
+
+
+def test_small_data_cpu_preset():
+    model_args, data_args, args = run_pretrain.parse_arguments(
+        [str(PRESETS / "asda-small-data-cpu.json"), "--config_overrides", "attention_type=standard"]
+    )
+    config = run_pretrain.build_config(model_args)
+    # asda-tiny (192 wide, 3 heads) with 4 blocks; the later override merged into the preset's.
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (192, 3, 4)
+    assert config.attention_type == "standard" and config.clone_batch == 16
+    assert (config.utterance_loss_reduction, config.utterance_loss_weight) == ("mean", 0.5)
+    assert (config.ema_decay, config.ema_end_decay, model_args.ema_anneal_to_max_steps) == (0.998, 0.9999, True)
+    assert (args.max_steps, args.get_warmup_steps(args.max_steps), args.learning_rate) == (400, 40, 5e-4)
+    assert (args.per_device_train_batch_size, args.save_steps, args.dataloader_num_workers) == (12, 100, 0)
+    assert args.use_cpu and args.lr_scheduler_type == "cosine"
+    features = AsdaFeatureExtractor.from_preset(data_args.feature_preset, max_length=data_args.target_length)
+    one_second = features(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_values"]
+    assert features.sampling_rate == 16000 and one_second.shape == (1, 128, 128)
+
+    # "mean" at weight 0.5 is the weight the experiment used to compute by hand: 0.5 / (16 clones x 12 clips) on "sum".
+    torch.manual_seed(0)
+    model = AsdaForPreTraining(config)
+    hand_weighted = copy.deepcopy(config)
+    hand_weighted.utterance_loss_reduction = "sum"
+    hand_weighted.utterance_loss_weight = 0.5 / (16 * 12)
+    reference = AsdaForPreTraining(hand_weighted)
+    reference.load_state_dict(model.state_dict())
+    generator = torch.Generator().manual_seed(0)
+    mask = inverse_block_mask(16 * 12, 8, 8, 0.8, 5, 0.07, generator=generator)
+    inputs = {"input_values": torch.randn(12, 128, 128, generator=generator), "mask": mask,
+              "decoder_noise": 0.01 * torch.randn(16 * 12, int(mask[0].sum()), 192, generator=generator)}  # fmt: skip
+    with torch.no_grad():
+        ours, theirs = model(**inputs), reference(**inputs)
+    assert theirs.utterance_loss > 0.1 * theirs.frame_loss  # the term compared is not negligible
+    torch.testing.assert_close(ours.utterance_loss, theirs.utterance_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ours.loss, theirs.loss, rtol=1e-6, atol=0)
