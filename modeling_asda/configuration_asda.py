@@ -78,6 +78,8 @@ class AsdaConfig(PreTrainedConfig):
         mask_ratio: fraction of patches hidden from the student.
         mask_block_size: side of the square blocks of *kept* patches (inverse block masking).
         mask_prob_adjust: extra block centres drawn to compensate for overlapping blocks.
+        mask_min_blocks: at least this many blocks per clone. The official formula draws none on grids under 93
+            patches (clips under ~1.9 s), where the kept patches are then scattered at random; 0 is official.
         clone_batch: differently masked student copies of every clip.
         decoder_hidden_size, decoder_num_layers, decoder_kernel_size, decoder_groups: the CNN decoder.
         decoder_norm_eps: epsilon of the decoder's LayerNorms (over channels, no affine).
@@ -127,6 +129,7 @@ class AsdaConfig(PreTrainedConfig):
     mask_ratio: float = 0.8
     mask_block_size: int = 5
     mask_prob_adjust: float = 0.07
+    mask_min_blocks: int = 0
     clone_batch: int = 16
     decoder_hidden_size: int = 768
     decoder_num_layers: int = 6
@@ -187,6 +190,8 @@ class AsdaConfig(PreTrainedConfig):
             )
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie strictly between 0 and 1, got {self.mask_ratio}.")
+        if self.mask_min_blocks < 0:
+            raise ValueError(f"mask_min_blocks must be non-negative, got {self.mask_min_blocks}.")
         if self.decoder_kernel_size % 2 == 0:
             raise ValueError(f"decoder_kernel_size must be odd to keep the patch grid, got {self.decoder_kernel_size}.")
         for size_name in ("hidden_size", "decoder_hidden_size"):

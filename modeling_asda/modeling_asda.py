@@ -98,17 +98,20 @@ def inverse_block_mask(
     prob_adjust: float,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    min_blocks: int = 0,
 ) -> torch.BoolTensor:
     """EAT's inverse block masking of a `(time, frequency)` patch grid; returns `(batch, T * F)`, True = masked.
 
-    Per row: draw `int(L * (keep + prob_adjust) / block_size^2)` block centres uniformly with replacement, keep the
-    `block_size` x `block_size` block around each (clipped at the grid border), then keep extra random patches or
-    drop random block patches until exactly `int(L * keep)` are kept, `keep = 1 - mask_ratio`.
+    Per row: draw `max(min_blocks, int(L * (keep + prob_adjust) / block_size^2))` block centres uniformly with
+    replacement, keep the `block_size` x `block_size` block around each (clipped at the grid border), then keep extra
+    random patches or drop random block patches until exactly `int(L * keep)` are kept, `keep = 1 - mask_ratio`.
+    With the official `min_blocks=0`, a grid of fewer than `block_size^2 / (keep + prob_adjust)` patches (93 with
+    the official values: clips under ~1.9 s) gets no block, and the kept patches are scattered at random.
     """
     num_patches = num_time_patches * num_frequency_patches
     keep_ratio = 1.0 - mask_ratio
     num_kept = int(num_patches * keep_ratio)
-    num_centres = int(num_patches * (keep_ratio + prob_adjust) / block_size**2)
+    num_centres = max(min_blocks, int(num_patches * (keep_ratio + prob_adjust) / block_size**2))
     centres = torch.randint(0, num_patches, (batch_size, num_centres), generator=generator, device=device)
     offsets = torch.arange(block_size, device=device) - block_size // 2
     block_time = (centres[:, :, None] // num_frequency_patches + offsets).clamp(0, num_time_patches - 1)
@@ -709,6 +712,7 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
                 config.mask_block_size,
                 config.mask_prob_adjust,
                 device=input_values.device,
+                min_blocks=config.mask_min_blocks,
             )
         num_rows, num_patches = mask.shape
         num_kept = num_patches - int(mask[0].sum())

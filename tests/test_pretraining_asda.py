@@ -165,6 +165,33 @@ def test_inverse_block_mask_keeps_whole_blocks_when_few_centres():
     assert full_windows.flatten(1).any(dim=1).all()
 
 
+def test_one_second_clips_get_scattered_patches_officially_and_a_block_with_mask_min_blocks():
+    """An 8 x 8 grid (1-s clips) gets int(64 * 0.27 / 25) = 0 block centres from the official formula: its 12 kept
+    patches are scattered as under uniform random keeping. `mask_min_blocks=1` keeps them inside one 5 x 5 block."""
+
+    def kept_grid(min_blocks):
+        generator = torch.Generator().manual_seed(0)
+        mask = inverse_block_mask(512, 8, 8, 0.8, 5, 0.07, generator=generator, min_blocks=min_blocks)
+        return (~mask).float().view(512, 1, 8, 8)
+
+    def mean_kept_neighbours(kept):
+        neighbours = F.conv2d(kept, torch.ones(1, 1, 3, 3), padding=1) - kept
+        return float((neighbours * kept).sum() / kept.sum())
+
+    scattered, blocked = kept_grid(0), kept_grid(1)
+    assert (scattered.flatten(1).sum(1) == 12).all() and (blocked.flatten(1).sum(1) == 12).all()
+    # Uniformly random keeping of 12 of 64 cells: each kept cell has 11/63 of its in-grid neighbours kept (< 1.3).
+    assert mean_kept_neighbours(scattered) < 1.4
+    assert mean_kept_neighbours(blocked) > 3.0
+    # A border-clipped 5 x 5 block holds at least 3 x 3 = 9 cells, all kept (block cells rank first): some 5 x 5
+    # window of every row holds >= 9 kept patches, which scattered keeping (about 12 * 25 / 64 = 4.7) rarely reaches.
+    def best_window(kept):
+        return F.conv2d(kept, torch.ones(1, 1, 5, 5), padding=2).flatten(1).max(dim=1).values
+
+    assert (best_window(blocked) >= 9).all()
+    assert (best_window(scattered) >= 9).float().mean() < 0.1
+
+
 def test_clones_get_independent_masks():
     config = AsdaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
                         decoder_hidden_size=32, decoder_num_layers=2, clone_batch=16)
