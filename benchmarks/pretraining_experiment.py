@@ -71,6 +71,12 @@ ATTENTION_TYPES = ("differential", "standard")
 PRETRAINING_PRESET = REPO_ROOT / "configuration/pretraining/asda-small-data-cpu.json"
 PRETRAINING = json.loads(PRETRAINING_PRESET.read_text())
 LABELLED_PER_WORD = 40
+BASELINE = "baseline/log_mel_statistics"
+# Probes of a frozen encoder: its CLS token (the utterance embedding), and every frequency patch's token mean and
+# standard deviation over time (the encoder's counterpart of the baseline's per-bin statistics).
+PROBE_POOLINGS = {"cls": ("the CLS token", "-"), "patches": ("the patch statistics", "--")}
+# runs.json of another protocol (e.g. probes of the CLS token only) is not resumed from.
+PROTOCOL = 2
 FINETUNING = {"steps": 400, "batch_size": 32, "learning_rate": 5e-4, "pretrained_layer_decay": 0.75}
 # The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy: with mixup and binary
 # cross-entropy no model, pre-trained or not, left chance level within a few hundred steps.
@@ -125,7 +131,9 @@ def pretrain(corpus: Path, attention_type: str, seed: int, output_dir: Path) -> 
 
 
 class Probe:
-    """Linear probe: logistic regression on frozen CLS embeddings, fitted on the labelled clips."""
+    """Linear probes on the labelled clips, scored on the test voices: logistic regression (scikit-learn) on a frozen
+    encoder's embeddings, and the same on the log-mel statistics themselves, the trivial baseline every model row is
+    read against."""
 
     def __init__(self, corpus: Path, labelled: Path):
         extractor = AsdaFeatureExtractor.from_preset(FEATURE_PRESET, max_length=TARGET_LENGTH)
@@ -137,26 +145,40 @@ class Probe:
             features = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
             self.splits[split] = (features, [row["label"] for row in rows])
 
-    @torch.no_grad()
-    def embed(self, model: AsdaModel, split: str) -> np.ndarray:
-        features = self.splits[split][0]
-        model.eval()
-        return torch.cat([model(batch).pooler_output for batch in features.split(100)]).numpy()
-
-    def accuracy(self, model: AsdaModel) -> float:
-        train = self.embed(model, "train")
+    def score(self, embed) -> float:
+        """Test accuracy of a logistic regression on `embed(features)` of the labelled clips."""
+        train = embed(self.splits["train"][0])
         scaler = StandardScaler().fit(train)
         classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train), self.splits["train"][1])
-        return float(classifier.score(scaler.transform(self.embed(model, "test")), self.splits["test"][1]))
+        return float(classifier.score(scaler.transform(embed(self.splits["test"][0])), self.splits["test"][1]))
+
+    def baseline(self) -> float:
+        """The 128 log-mel bins' mean and standard deviation over time (`AsdaFeatureExtractor` features)."""
+        return self.score(lambda features: torch.cat([features.mean(1), features.std(1)], dim=1).numpy())
+
+    @torch.no_grad()
+    def accuracies(self, model: AsdaModel) -> dict[str, float]:
+        """Probe accuracy of the CLS token, and of every frequency patch's token mean and std over time."""
+        model.eval()
+
+        def last_hidden_states(features):
+            return torch.cat([model(batch).last_hidden_state for batch in features.split(100)])
+
+        def patch_statistics(features):
+            states = last_hidden_states(features)
+            grid = states[:, 1:].unflatten(1, (-1, model.config.num_frequency_patches))  # (clips, time, frequency, H)
+            return torch.cat([grid.mean(1), grid.std(1)], dim=-1).flatten(1).numpy()
+
+        return {"cls": self.score(lambda f: last_hidden_states(f)[:, 0].numpy()), "patches": self.score(patch_statistics)}
 
 
-def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Path) -> dict[int, float]:
-    """Probe accuracy at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
+def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Path) -> dict[int, dict[str, float]]:
+    """Probe accuracies at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
     torch.manual_seed(seed)
-    accuracies = {0: probe.accuracy(AsdaModel(AsdaConfig.from_pretrained(config)))}
+    accuracies = {0: probe.accuracies(AsdaModel(AsdaConfig.from_pretrained(config)))}
     for step in range(PRETRAINING["save_steps"], PRETRAINING["max_steps"] + 1, PRETRAINING["save_steps"]):
         encoder = AsdaModel.from_pretrained(pretrained_dir / f"checkpoint-{step}")  # the student of the checkpoint
-        accuracies[step] = probe.accuracy(encoder)
+        accuracies[step] = probe.accuracies(encoder)
     return accuracies
 
 
@@ -190,6 +212,11 @@ def finetune(corpus: Path, labelled: Path, init: list[str], layer_decay: float, 
 
 def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs: dict, save) -> None:
     probe = None
+    if BASELINE not in runs:
+        start = time.perf_counter()
+        probe = Probe(corpus, labelled)
+        runs[BASELINE] = {"test_accuracy": probe.baseline(), "seconds": time.perf_counter() - start}
+        save()
     for seed in seeds:
         for attention in ATTENTION_TYPES:
             config = model_config(attention, work_dir / "configs")
@@ -223,13 +250,13 @@ def finetuned(runs: dict, attention: str, start: str, split: str) -> list[float]
     return [run[f"{split}_accuracy"] for key, run in sorted(runs.items()) if key.startswith(prefix)]
 
 
-def probed(runs: dict, attention: str) -> dict[int, list[float]]:
-    """Probe accuracies by pre-training step, over seeds."""
+def probed(runs: dict, attention: str, pooling: str) -> dict[int, list[float]]:
+    """Probe accuracies of one pooling (`PROBE_POOLINGS`) by pre-training step, over seeds."""
     by_step = {}
     for key, run in sorted(runs.items()):
         if key.startswith(f"pretrain/{attention}/"):
-            for step, accuracy in run["probe_test_accuracy"].items():
-                by_step.setdefault(int(step), []).append(accuracy)
+            for step, accuracies in run["probe_test_accuracy"].items():
+                by_step.setdefault(int(step), []).append(accuracies[pooling])
     return dict(sorted(by_step.items()))
 
 
@@ -255,11 +282,14 @@ def write_plots(runs: dict, first_seed: int, path: Path) -> None:
                 axes[1].plot(steps, [entry["loss"] for entry in run["log"]], "-" if start == "pretrained" else ":",
                              color=colours[attention], alpha=0.7,
                              label=f"{attention}, {start}" if first else None)  # fmt: skip
-        by_step = probed(runs, attention)
-        means = [100 * statistics.mean(values) for values in by_step.values()]
-        spreads = [100 * statistics.stdev(values) if len(values) > 1 else 0.0 for values in by_step.values()]
-        axes[2].errorbar(list(by_step), means, yerr=spreads, marker="o", capsize=4, color=colours[attention],
-                         label=f"{attention}: linear probe")  # fmt: skip
+        for pooling, (name, style) in PROBE_POOLINGS.items():
+            by_step = probed(runs, attention, pooling)
+            means = [100 * statistics.mean(values) for values in by_step.values()]
+            spreads = [100 * statistics.stdev(values) if len(values) > 1 else 0.0 for values in by_step.values()]
+            axes[2].errorbar(list(by_step), means, yerr=spreads, marker="o", capsize=4, color=colours[attention],
+                             linestyle=style, label=f"{attention}: probe of {name}")  # fmt: skip
+    axes[2].axhline(100 * runs[BASELINE]["test_accuracy"], color="black", linestyle="-.",
+                    label="baseline: probe of log-mel mean + std")  # fmt: skip
     axes[0].set(title="Pre-training: frame loss", xlabel="step", ylabel="loss", yscale="log")
     axes[1].set(title="Fine-tuning: training loss (solid: pre-trained, dotted: scratch)", xlabel="step", ylabel="loss")
     axes[2].set(title="Test voices: probe accuracy vs pre-training steps", xlabel="pre-training steps",
@@ -283,11 +313,13 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         f"{clips['pool']} unlabelled clips of other words. Chance is {100 / words:.0f} %.",
         "",
         "| attention | initialisation | fine-tuned: validation voices | fine-tuned: test voices | "
-        "linear probe: test voices |",
-        "|---|---|---:|---:|---:|",
+        "probe of the CLS token: test voices | probe of the patch statistics: test voices |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| — | baseline: logistic regression on the log-mel mean + std over time | | | "
+        f"{100 * runs[BASELINE]['test_accuracy']:.1f} | |",
     ]
     for attention in ATTENTION_TYPES:
-        by_step = probed(runs, attention)
+        by_step = {pooling: probed(runs, attention, pooling) for pooling in PROBE_POOLINGS}
         for start, name, probe_step in (
             ("scratch", "random (no pre-training)", 0),
             ("pretrained", f"pre-trained {PRETRAINING['max_steps']} steps", PRETRAINING["max_steps"]),
@@ -296,7 +328,7 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
             if test:
                 lines.append(
                     f"| {attention} | {name} | {mean_std(validation)} | {mean_std(test)} | "
-                    f"{mean_std(by_step[probe_step])} |"
+                    f"{mean_std(by_step['cls'][probe_step])} | {mean_std(by_step['patches'][probe_step])} |"
                 )
     lines += ["", "Per seed, test voices (%):", "", "| run | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|" + "---:|" * len(seeds)]  # fmt: skip
@@ -304,8 +336,11 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         for start in ("scratch", "pretrained"):
             values = finetuned(runs, attention, start, "test")
             lines.append(f"| fine-tuned, {attention}, {start} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
-        for step, values in probed(runs, attention).items():
-            lines.append(f"| probe, {attention}, step {step} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
+        for pooling, (name, _) in PROBE_POOLINGS.items():
+            for step, values in probed(runs, attention, pooling).items():
+                lines.append(
+                    f"| probe of {name}, {attention}, step {step} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |"
+                )
     minutes = {key: run["seconds"] / 60 for key, run in runs.items()}
     pretraining_minutes = [value for key, value in minutes.items() if key.startswith("pretrain/")]
     lines += [
@@ -346,10 +381,11 @@ def main():
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     runs_file = RESULTS_DIR / "runs.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    saved = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    runs = saved.get("runs", {}) if saved.get("protocol") == PROTOCOL else {}
 
     def save():
-        runs_file.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+        runs_file.write_text(json.dumps({"protocol": PROTOCOL, "runs": runs}, indent=1) + "\n", encoding="utf-8")
         print(f"[{(time.perf_counter() - start) / 60:.1f} min] {len(runs)} runs done", flush=True)
 
     run_all(corpus, labelled, args.work_dir, args.seeds, runs, save)
