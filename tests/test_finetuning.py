@@ -1,4 +1,4 @@
-"""The fine-tuning recipe pieces (modeling_asda.finetuning, modeling_asda.audio_data) against formulas and hand-computed
+"""The fine-tuning recipe pieces (modeling_asda.training, modeling_asda.data) against formulas and hand-computed
 examples."""
 
 import math
@@ -11,23 +11,14 @@ import torch.nn.functional as F
 from scipy.stats import norm
 
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification
-from modeling_asda.audio_data import LabelVocabulary, decode_audio, drop_short_clips, load_manifest, scan_audio_folder
-from modeling_asda.finetuning import (
-    AsdaFinetuningArguments,
-    AsdaFinetuningTrainer,
-    AudioClassificationTransform,
-    ClassBalancedSampler,
-    class_balanced_weights,
-    iid_mask,
-    layer_decay_parameter_groups,
-    mixup,
-    multi_label_metrics,
-    noise_and_roll,
-    per_class_average_precision,
-    roll_and_gain,
-    single_label_metrics,
-    spec_augment,
-)
+from modeling_asda.data.audio import decode_audio, drop_short_clips
+from modeling_asda.data.labels import LabelVocabulary
+from modeling_asda.data.sources import load_manifest, scan_audio_folder
+from modeling_asda.training.augment import iid_mask, mixup, noise_and_roll, roll_and_gain, spec_augment
+from modeling_asda.training.finetuning import AsdaFinetuningArguments, AsdaFinetuningTrainer, AudioClassificationTransform
+from modeling_asda.training.metrics import multi_label_metrics, per_class_average_precision, single_label_metrics
+from modeling_asda.training.optim import layer_decay_parameter_groups
+from modeling_asda.training.sampling import ClassBalancedSampler, class_balanced_weights
 
 
 def tiny_config(num_hidden_layers=2, num_labels=5, **overrides):

@@ -29,7 +29,7 @@ from modeling_asda import (
     AsdaModel,
     load_audio,
 )
-from modeling_asda import classify, embeddings
+from modeling_asda.tools import classify, embeddings
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ def test_sigterm_stops_the_tool_and_its_workers_at_once_and_a_rerun_completes_th
         write_noise(audio / f"clip{index:02d}.wav", 0.25, seed=index)
     flags = [str(audio), "--model", str(encoder), "--batch_size", "1", "--device", "cpu"]
     interrupted, fresh = tmp_path / "interrupted", tmp_path / "fresh"
-    command = [sys.executable, "-m", "modeling_asda.embeddings", *flags, "--output_dir", str(interrupted),
+    command = [sys.executable, "-m", "modeling_asda.tools.embeddings", *flags, "--output_dir", str(interrupted),
                "--num_workers", "2"]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(tmp_path / "stderr.txt", "w") as stderr:

@@ -11,48 +11,155 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The official ASDA/EAT fine-tuning recipe (spec section 4) on the Hugging Face Trainer.
+"""The official ASDA/EAT fine-tuning recipe (spec section 4) on the Hugging Face Trainer: its arguments, the per-clip
+transform, the Trainer with the recipe's loss, and `run`, which `examples/run_finetune.py` calls.
 
 Where each piece runs, in the official order:
     per clip (`AudioClassificationTransform`, data-loader workers, training split only for the augmentations):
         waveform roll + Beta gain -> log-mel features -> Speech Commands noise + time roll -> targets
     per batch (`AsdaFinetuningTrainer.compute_loss`, on the device, training only):
         mixup of the batch with its reverse -> SpecAugment (one frequency and one time mask per clip)
-    optimiser: AdamW with layer-wise lr decay groups, each on fairseq's cosine schedule
-    sampler: class-balanced multinomial draws for AudioSet-2M
-    metrics: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy (single-label)
-
-Not a Hub file: it needs scikit-learn and datasets; `modeling_asda.py` never imports it.
+    optimiser: AdamW with layer-wise lr decay groups, each on fairseq's cosine schedule (`optim.py`)
+    sampler: class-balanced multinomial draws for AudioSet-2M (`sampling.py`)
+    metrics: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy (single-label) (`metrics.py`)
 """
 
-import math
+import logging
 from dataclasses import dataclass, field
-from statistics import NormalDist
+from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from huggingface_hub import EvalResult
-from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
-from torch import nn
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
 
-from .audio_data import decode_audio
-from .model_card import write_model_card
+from ..data.audio import decode_audio, drop_short_clips, prepare_audio_column
+from ..data.labels import LabelVocabulary
+from ..data.sources import (
+    AudioDataArguments,
+    class_label_names,
+    is_multi_label_column,
+    label_strings,
+    load_audio_dataset,
+)
+from ..tools import cli
+from ..tools.files import write_text_atomically
+from ..tools.model_card import CARD_METRICS, finetuning_card_section, write_model_card
+from .augment import mixup, noise_and_roll, roll_and_gain, spec_augment
+from .metrics import AudioClassificationMetrics, per_class_average_precision
+from .optim import WeightDecayArguments, layer_decay_parameter_groups, official_cosine_schedule
+from . import TrainingRunResult, train_and_save_state
+from .sampling import ClassBalancedSampler, class_balanced_weights
 
+
+logger = logging.getLogger(__name__)
 
 LOSS_NORMALIZATIONS = ("positives", "samples", "entries")
-# Metrics reported on the model card, and their Hub metric ids.
-RESULT_METRICS = ("mAP", "mAUC", "d_prime", "accuracy", "top5_accuracy", "loss")
-CARD_METRICS = {"mAP": "mean_average_precision", "mAUC": "roc_auc", "accuracy": "accuracy"}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Arguments: TrainingArguments with the official fine-tuning defaults and the recipe's own flags
-# ---------------------------------------------------------------------------------------------------------------------
+LABEL_IDS = "label_ids"
+# The official fine-tuning loader skips clips under 10,000 samples (0.625 s at 16 kHz).
+OFFICIAL_MIN_LENGTH_SAMPLES = 10_000
 
 
 @dataclass
-class AsdaFinetuningArguments(TrainingArguments):
+class ModelArguments:
+    """The model to fine-tune (or evaluate), or the config to train one from scratch."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pre-trained (or fine-tuned) model: a folder or a Hub id."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config to train from scratch, e.g. configuration/models/asda-base.json."}
+    )
+    feature_extractor_name: str | None = field(
+        default=None,
+        metadata={"help": "Feature extractor folder or Hub id (default: feature_preset, else the model's)."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache Hub downloads."})
+    model_revision: str = field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models and datasets."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
+    drop_path_rate: float = field(
+        default=0.1, metadata={"help": "Stochastic depth at the last block (official: 0.1)."}
+    )
+    pooling_mode: str | None = field(
+        default=None, metadata={"help": "'cls' (official) or 'mean'; default: the model's own setting."}
+    )
+    problem_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "'single_label_classification' (softmax cross-entropy) or 'multi_label_classification' (binary "
+            "cross-entropy; official for AudioSet and SPC-2). Default: multi-label for multi-label data."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Re-initialise a classifier whose size differs (fine-tuned -> new labels)."}
+    )
+    attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2, ..."})
+    freeze_feature_encoder: bool = field(default=False, metadata={"help": "Freeze the patch embedding."})
+
+    @property
+    def hub_kwargs(self) -> dict:
+        """The `from_pretrained` arguments that say where and how to download."""
+        return {
+            "cache_dir": self.cache_dir,
+            "revision": self.model_revision,
+            "token": self.token,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
+
+@dataclass
+class DataArguments(AudioDataArguments):
+    """The labelled splits (`--train_*`, `--eval_*`), their labels, and the features."""
+
+    eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of --dataset_name."})
+    eval_dir: str | None = field(default=None, metadata={"help": "Evaluation audio folder: <dir>/<label>/<clip>."})
+    eval_file: str | None = field(default=None, metadata={"help": "Evaluation csv/tsv manifest with a header."})
+    label_column_name: str = field(default="label", metadata={"help": "Column with the label(s)."})
+    label_file: str | None = field(
+        default=None,
+        metadata={"help": "Class list: AudioSet's index,mid,display_name csv or one name per line (fixes the order)."},
+    )
+    multi_label: bool | None = field(
+        default=None, metadata={"help": "Clips carry several labels (default: detected from the label column)."}
+    )
+    label_separator: str = field(default=",", metadata={"help": "Separator of multi-label strings."})
+    min_length_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Skip clips shorter than this many samples at their own rate, in both splits. Default: 10,000 when "
+            "training (the official training loader, which also filters the subset it validates and reports on), "
+            "0 in evaluation-only mode (the official AudioSet eval.py keeps every clip). 0: keep all."
+        },
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation clips."})
+    feature_preset: str | None = field(
+        default=None, metadata={"help": "Feature statistics and length: audioset, esc50 or speech_commands."}
+    )
+    target_length: int | None = field(
+        default=None, metadata={"help": "Frames per clip (pad/truncate), overrides the preset."}
+    )
+    norm_mean: float | None = field(default=None, metadata={"help": "Log-mel mean, overrides the preset."})
+    norm_std: float | None = field(
+        default=None, metadata={"help": "Log-mel standard deviation, overrides the preset."}
+    )
+    card_dataset: str | None = field(
+        default=None, metadata={"help": "Dataset named on the model card (default: --dataset_name)."}
+    )
+
+
+@dataclass
+class AsdaFinetuningArguments(TrainingArguments, WeightDecayArguments):
     """`TrainingArguments` whose defaults are the official fine-tuning recipe (ASDA `config/finetuning.yaml` and the
     `finetuning_*.sh` scripts), plus the recipe's augmentation, sampling and loss flags. Dataset-specific values
     (steps, batch size, mixup, SpecAugment ratio, ...) come from the presets in `configuration/finetuning/`."""
@@ -94,13 +201,6 @@ class AsdaFinetuningArguments(TrainingArguments):
 
     layer_decay: float = field(
         default=0.65, metadata={"help": "Layer-wise lr decay: block i of L gets lr * layer_decay^(L - i); 1 disables."}
-    )
-    exempt_biases_and_1d_from_weight_decay: bool = field(
-        default=False,
-        metadata={
-            "help": "Skip weight decay on biases and 1-D tensors. The official code tags them so, but fairseq's "
-            "composite optimiser never applies the tag, so the official runs decay every parameter (the default)."
-        },
     )
     official_lr_schedule: bool = field(
         default=True,
@@ -176,71 +276,6 @@ class AsdaFinetuningArguments(TrainingArguments):
                 raise ValueError(f"Invalid {name}: {getattr(self, name)!r}.")
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Augmentations. `rng` is a numpy RandomState (or the `np.random` module, seeded per data-loader worker by Trainer).
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def roll_and_gain(
-    waveform: np.ndarray, gain_beta: float = 10.0, gain_offset: float = 0.5, rng=np.random
-) -> np.ndarray:
-    """Circularly shift the waveform by a uniform offset and scale it by `Beta(gain_beta, gain_beta) + gain_offset`."""
-    shift = rng.randint(len(waveform))
-    gain = rng.beta(gain_beta, gain_beta) + gain_offset
-    return (np.roll(waveform, shift) * gain).astype(np.float32)
-
-
-def noise_and_roll(features: np.ndarray, noise_scale: float = 0.1, max_shift: int = 10, rng=np.random) -> np.ndarray:
-    """Speech Commands augmentation of normalised `(frames, bins)` features: add `U[0,1)` noise per bin scaled by
-    `U[0,1) * noise_scale` per clip, then roll along time by an integer in `[-max_shift, max_shift)`."""
-    noise = rng.rand(*features.shape) * (rng.rand() * noise_scale)
-    return np.roll(features + noise, rng.randint(-max_shift, max_shift), axis=0).astype(np.float32)
-
-
-def mixup(
-    input_values: torch.Tensor, labels: torch.Tensor, alpha: float, prob: float = 0.9, rng=np.random
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Batch mixup (timm's "batch" mode): with probability `prob`, mix the batch with its reverse using one
-    `lambda ~ Beta(alpha, alpha)` for inputs and float targets alike. Returns the inputs, the targets and lambda."""
-    if alpha <= 0.0 or rng.rand() >= prob:
-        return input_values, labels, 1.0
-    if not labels.is_floating_point() or labels.ndim != 2:
-        raise ValueError(
-            f"mixup needs (batch, num_labels) float targets, got {labels.dtype} of shape {tuple(labels.shape)}."
-        )
-    lam = float(rng.beta(alpha, alpha))
-    mixed_inputs = input_values * lam + input_values.flip(0) * (1.0 - lam)
-    mixed_labels = labels * lam + labels.flip(0) * (1.0 - lam)
-    return mixed_inputs, mixed_labels, lam
-
-
-def iid_mask(batch_size: int, size: int, max_width: float, rng=np.random, device=None) -> torch.BoolTensor:
-    """torchaudio's iid SpecAugment mask, `(batch, size)`: per row `[floor(s), floor(s) + floor(w))` with
-    `w ~ U[0, max_width)` and `s ~ U[0, size - w)`, so every mask is narrower than `max_width`."""
-    width = rng.rand(batch_size) * max_width
-    start = rng.rand(batch_size) * (size - width)
-    start, end = np.floor(start), np.floor(start) + np.floor(width)
-    positions = np.arange(size)
-    mask = (positions >= start[:, None]) & (positions < end[:, None])
-    return torch.from_numpy(mask).to(device)
-
-
-def spec_augment(input_values: torch.Tensor, ratio: float, rng=np.random) -> torch.Tensor:
-    """Zero one frequency band (narrower than `bins * ratio`) and one time span (narrower than `frames * ratio`) of
-    every `(frames, bins)` spectrogram of the batch, as the official fine-tuning does."""
-    if ratio <= 0.0:
-        return input_values
-    batch_size, num_frames, num_bins = input_values.shape
-    frequency_mask = iid_mask(batch_size, num_bins, num_bins * ratio, rng, input_values.device)
-    time_mask = iid_mask(batch_size, num_frames, num_frames * ratio, rng, input_values.device)
-    return input_values.masked_fill(frequency_mask[:, None, :] | time_mask[:, :, None], 0.0)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Per-clip transform
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 class AudioClassificationTransform:
     """`datasets.with_transform` function: audio + labels rows -> `input_values` and `labels` for one split.
 
@@ -308,183 +343,6 @@ class AudioClassificationTransform:
             "input_values": [self.features(audio) for audio in batch[self.audio_column]],
             "labels": [self.target(label) for label in batch[self.label_column]],
         }
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Class-balanced sampling (AudioSet-2M)
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def class_balanced_weights(label_ids: list, num_labels: int, smoothing: float = 0.01) -> np.ndarray:
-    """Per-clip sampling weights: the sum over the clip's labels of `1 / (label count + smoothing)`, the label counts
-    taken over the whole list (AST/Audio-MAE's weight file; the official one is not released). Single-label lists
-    (one int per clip) work too."""
-    label_matrix = np.zeros((len(label_ids), num_labels), dtype=np.float64)
-    for row, labels in enumerate(label_ids):
-        label_matrix[row, labels] = 1.0
-    label_counts = label_matrix.sum(axis=0)
-    return label_matrix @ (1.0 / (label_counts + smoothing))
-
-
-class ClassBalancedSampler(torch.utils.data.Sampler[int]):
-    """Every epoch, `num_samples` clips drawn by `torch.multinomial` with the given weights (without replacement, as
-    the official AS-2M loader). The draw depends only on `(seed, epoch)`, so every process of a distributed run makes
-    the same one and Accelerate hands each its share; `set_epoch` is called by Accelerate's data loader."""
-
-    def __init__(self, weights, num_samples: int, replacement: bool = False, seed: int = 0):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        if self.weights.ndim != 1 or (self.weights < 0).any() or not self.weights.sum() > 0:
-            raise ValueError("Sampling weights must be a 1-D, non-negative array with a positive sum.")
-        available = int((self.weights > 0).sum())
-        if not replacement and num_samples > available:
-            raise ValueError(f"Cannot draw {num_samples} clips without replacement from {available} with weight > 0.")
-        self.num_samples = num_samples
-        self.replacement = replacement
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.multinomial(self.weights, self.num_samples, self.replacement, generator=generator).tolist()
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Layer-wise learning-rate decay
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def is_weight_decayed(name: str, param: torch.Tensor, exempt_biases_and_1d: bool) -> bool:
-    """Whether a parameter gets weight decay: always in the official runs (fairseq never applies the code's
-    exemption tags), or, with `exempt_biases_and_1d`, unless it is a bias or a 1-D tensor, as the code intends."""
-    # DeepSpeed ZeRO-3 empties partitioned tensors and keeps their shape in `ds_shape`.
-    shape = getattr(param, "ds_shape", param.shape)
-    return not exempt_biases_and_1d or (len(shape) > 1 and not name.endswith(".bias"))
-
-
-def layer_decay_parameter_groups(
-    model: nn.Module,
-    learning_rate: float,
-    weight_decay: float,
-    layer_decay: float,
-    exempt_biases_and_1d: bool = False,
-) -> list[dict]:
-    """Optimizer groups of the official fine-tuning: encoder block i (0-based) of L gets `lr * layer_decay^(L - i)`;
-    every other parameter (patch embedding, CLS token, input LayerNorm, classifier) the full lr. With
-    `exempt_biases_and_1d`, biases and 1-D tensors get no weight decay. Each group carries its `lr_scale`."""
-    encoder = model.base_model
-    num_layers = len(encoder.layers)
-    block_of = {id(param): block for block, layer in enumerate(encoder.layers) for param in layer.parameters()}
-    groups = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        block = block_of.get(id(param))
-        lr_scale = 1.0 if block is None else layer_decay ** (num_layers - block)
-        decay = is_weight_decayed(name, param, exempt_biases_and_1d)
-        group = groups.setdefault(
-            (lr_scale, decay),
-            {
-                "params": [],
-                "lr": learning_rate * lr_scale,
-                "weight_decay": weight_decay if decay else 0.0,
-                "lr_scale": lr_scale,
-            },
-        )
-        group["params"].append(param)
-    return list(groups.values())
-
-
-def official_cosine_schedule(
-    optimizer: torch.optim.Optimizer, num_warmup_steps: int, num_training_steps: int, min_lr: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """fairseq's `cosine` scheduler run once per optimiser group, as the official composite optimiser does: a group
-    with peak lr `p` (its `lr`) starts at `floor = min(min_lr, p)`, rises linearly to `p` over the warm-up, then
-    follows `floor + (p - floor) * (1 + cos(pi * progress)) / 2` to `floor` at the last step. Groups whose layer-decayed
-    peak is below `min_lr` thus stay at their peak."""
-
-    def schedule(peak: float):
-        floor = min(min_lr, peak)
-
-        def factor(step: int) -> float:
-            if step < num_warmup_steps:
-                lr = floor + step * (peak - floor) / num_warmup_steps
-            else:
-                progress = (step - num_warmup_steps) / max(1, num_training_steps - num_warmup_steps)
-                lr = floor + 0.5 * (peak - floor) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-            return lr / peak
-
-        return factor
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule(group["lr"]) for group in optimizer.param_groups])
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Metrics
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def per_class_average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """scikit-learn average precision of every class; NaN for classes without a positive clip."""
-    targets = targets >= 0.5
-    return np.array(
-        [
-            average_precision_score(targets[:, k], scores[:, k]) if targets[:, k].any() else np.nan
-            for k in range(targets.shape[1])
-        ]
-    )
-
-
-def multi_label_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """mAP (NaN-mean of per-class AP, as the official eval), mAUC (classes with both outcomes) and d' = sqrt(2) *
-    Phi^-1(mAUC). Scores may be logits or sigmoid outputs: all three are rank statistics."""
-    targets = targets >= 0.5
-    average_precision = per_class_average_precision(scores, targets)
-    both_outcomes = targets.any(axis=0) & ~targets.all(axis=0)
-    aucs = [roc_auc_score(targets[:, k], scores[:, k]) for k in np.flatnonzero(both_outcomes)]
-    metrics = {"mAP": float(np.nanmean(average_precision)) if targets.any() else math.nan}
-    metrics["mAUC"] = float(np.mean(aucs)) if aucs else math.nan
-    metrics["d_prime"] = (
-        math.sqrt(2.0) * NormalDist().inv_cdf(metrics["mAUC"]) if 0 < metrics["mAUC"] < 1 else math.nan
-    )
-    return metrics
-
-
-def single_label_metrics(scores: np.ndarray, labels: np.ndarray, top_k: int = 5) -> dict[str, float]:
-    """Accuracy, and top-k accuracy when there are more than `top_k` classes. `labels` are class indices or
-    `(clips, classes)` one-hot targets."""
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    metrics = {"accuracy": float((scores.argmax(axis=1) == labels).mean())}
-    num_labels = scores.shape[1]
-    if num_labels > top_k:
-        metrics[f"top{top_k}_accuracy"] = float(
-            top_k_accuracy_score(labels, scores, k=top_k, labels=np.arange(num_labels))
-        )
-    return metrics
-
-
-@dataclass
-class AudioClassificationMetrics:
-    """`compute_metrics` for Trainer: multi-label or single-label metrics of the logits."""
-
-    multi_label: bool
-
-    def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        logits = np.asarray(logits, dtype=np.float64)
-        labels = np.asarray(prediction.label_ids)
-        return multi_label_metrics(logits, labels) if self.multi_label else single_label_metrics(logits, labels)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Trainer
-# ---------------------------------------------------------------------------------------------------------------------
 
 
 class AsdaFinetuningTrainer(Trainer):
@@ -618,7 +476,7 @@ class AsdaFinetuningTrainer(Trainer):
             datasets=dataset,
             eval_results=eval_results,
             license=license or "apache-2.0",
-            description=self.recipe_card_section(metrics),
+            description=finetuning_card_section(self.args, self.model.config, metrics),
             overwrite=True,
         )
 
@@ -629,79 +487,247 @@ class AsdaFinetuningTrainer(Trainer):
                 return {key[len("eval_") :]: value for key, value in entry.items() if key.startswith("eval_")}
         return {}
 
-    def recipe_card_section(self, metrics: dict[str, float]) -> str:
-        args, config = self.args, self.model.config
-        if config.problem_type == "multi_label_classification":
-            objective = (
-                f"binary cross-entropy, summed and divided by the number of {args.multilabel_loss_normalization}"
+
+def parse_arguments(argv: list[str] | None = None):
+    """`[preset.json] [--flag value ...]` -> (ModelArguments, DataArguments, AsdaFinetuningArguments)."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, AsdaFinetuningArguments))
+    return cli.parse_args_with_preset(parser, argv)
+
+
+def load_split(data_args: DataArguments, model_args: ModelArguments, split: str) -> datasets.Dataset | None:
+    """The raw train or eval split from whichever source was given for it."""
+    return load_audio_dataset(
+        split,
+        file=getattr(data_args, f"{split}_file"),
+        folder=getattr(data_args, f"{split}_dir"),
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        split_name=getattr(data_args, f"{split}_split_name"),
+        audio_column=data_args.audio_column_name,
+        label_column=data_args.label_column_name,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+    )
+
+
+def build_vocabulary(data_args, reference: datasets.Dataset, multi_label: bool, model_config=None) -> LabelVocabulary:
+    """Class list: the label file, else the evaluated model's labels, else ClassLabel names, else the training labels."""
+    separator = data_args.label_separator
+    if data_args.label_file:
+        vocabulary = LabelVocabulary.from_label_file(data_args.label_file, multi_label, separator)
+        if model_config is not None and list(model_config.id2label.values()) != vocabulary.names:
+            raise ValueError(f"{data_args.label_file} does not list the model's classes in the model's order.")
+        return vocabulary
+    if model_config is not None:
+        names = [model_config.id2label[index] for index in range(model_config.num_labels)]
+        return LabelVocabulary.from_names(names, multi_label, separator)
+    names = class_label_names(reference, data_args.label_column_name)
+    if names is not None:
+        return LabelVocabulary.from_names(names, multi_label, separator)
+    return LabelVocabulary.from_values(label_strings(reference, data_args.label_column_name), multi_label, separator)
+
+
+def prepare_split(
+    dataset, data_args, vocabulary, sampling_rate: int, min_samples: int, max_samples: int | None
+) -> datasets.Dataset:
+    """Encode the labels into `label_ids`, drop too-short clips, cap the size, set up audio decoding."""
+    label_ids = [vocabulary.encode(value) for value in label_strings(dataset, data_args.label_column_name)]
+    if LABEL_IDS in dataset.column_names:
+        dataset = dataset.remove_columns(LABEL_IDS)
+    dataset = dataset.add_column(LABEL_IDS, label_ids)
+    dataset = drop_short_clips(dataset, data_args.audio_column_name, min_samples)
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    return prepare_audio_column(dataset, data_args.audio_column_name, sampling_rate)
+
+
+def load_feature_extractor(model_args, data_args):
+    """--feature_extractor_name, else a preset (--feature_preset, AudioSet when only --target_length / --norm_mean /
+    --norm_std are given) with those overrides, else the model's own extractor, else the AudioSet default."""
+    overrides = {
+        name: value
+        for name, value in (
+            ("max_length", data_args.target_length),
+            ("mean", data_args.norm_mean),
+            ("std", data_args.norm_std),
+        )
+        if value is not None
+    }
+    hub_kwargs = model_args.hub_kwargs
+    if model_args.feature_extractor_name:
+        if overrides or data_args.feature_preset:
+            raise ValueError(
+                "--feature_extractor_name and --feature_preset / --target_length / --norm_* exclude each other."
             )
+        return AutoFeatureExtractor.from_pretrained(model_args.feature_extractor_name, **hub_kwargs)
+    return cli.load_feature_extractor(
+        model_args.model_name_or_path, data_args.feature_preset, overrides, **hub_kwargs
+    )
+
+
+def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str | None):
+    """The classifier to fine-tune (labels, problem type and drop-path set), or, without a vocabulary, to evaluate."""
+    hub_kwargs = model_args.hub_kwargs
+    model_kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if vocabulary is None:
+        return AutoModelForAudioClassification.from_pretrained(
+            model_args.model_name_or_path, **hub_kwargs, **model_kwargs
+        )
+    config_kwargs = {
+        "id2label": vocabulary.id2label,
+        "label2id": vocabulary.label2id,
+        "problem_type": problem_type,
+        "drop_path_rate": model_args.drop_path_rate,
+    }
+    if model_args.pooling_mode is not None:
+        config_kwargs["pooling_mode"] = model_args.pooling_mode
+    source = model_args.model_name_or_path or model_args.config_name
+    if source is None:
+        raise ValueError("Give --model_name_or_path (a pre-trained model) or --config_name (to train from scratch).")
+    config = AutoConfig.from_pretrained(model_args.config_name or source, **config_kwargs, **hub_kwargs)
+    if model_args.model_name_or_path is None:
+        return AutoModelForAudioClassification.from_config(config, **model_kwargs)
+    return AutoModelForAudioClassification.from_pretrained(
+        model_args.model_name_or_path,
+        config=config,
+        ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **hub_kwargs,
+        **model_kwargs,
+    )
+
+
+def run(
+    model_args: ModelArguments, data_args: DataArguments, training_args: AsdaFinetuningArguments
+) -> TrainingRunResult:
+    """Fine-tune (`--do_train`, then evaluate the best checkpoint) or only evaluate (`--do_eval`, like the official
+    `eval.py`, with per-class AP for multi-label data) as the arguments say; the model, metrics and card are written
+    to `training_args.output_dir`."""
+    cli.setup_logging(training_args.get_process_log_level())
+    if not (training_args.do_train or training_args.do_eval):
+        raise ValueError("Nothing to do: pass --do_train (fine-tune, then evaluate) and/or --do_eval.")
+    if not training_args.do_train and model_args.model_name_or_path is None:
+        raise ValueError("Evaluation needs a fine-tuned --model_name_or_path.")
+    set_seed(training_args.seed)
+
+    train_split = load_split(data_args, model_args, "train") if training_args.do_train else None
+    eval_split = load_split(data_args, model_args, "eval")
+    if training_args.do_train and train_split is None:
+        raise ValueError("Training needs --train_file, --train_dir or --dataset_name.")
+    if eval_split is None and (not training_args.do_train or training_args.eval_strategy != "no"):
+        raise ValueError(
+            "No evaluation data: give --eval_file, --eval_dir or --dataset_name (the recipes keep the best checkpoint "
+            "on it), or train without it with --eval_strategy no --load_best_model_at_end false."
+        )
+    reference = train_split if train_split is not None else eval_split
+    multi_label = data_args.multi_label
+    if multi_label is None:
+        multi_label = is_multi_label_column(reference, data_args.label_column_name, data_args.label_separator)
+        logger.info("Detected %s data.", "multi-label" if multi_label else "single-label")
+
+    evaluated_config = None
+    if not training_args.do_train:
+        evaluated_config = AutoConfig.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, token=model_args.token
+        )
+    vocabulary = build_vocabulary(data_args, reference, multi_label, evaluated_config)
+    feature_extractor = load_feature_extractor(model_args, data_args)
+    sampling_rate = feature_extractor.sampling_rate
+
+    data_problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    if training_args.do_train:
+        problem_type = model_args.problem_type or data_problem_type
+        model = load_model(model_args, vocabulary, problem_type)
+    else:
+        model = load_model(model_args, None, None)
+        problem_type = model.config.problem_type = model.config.problem_type or data_problem_type
+    if model_args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    binary_cross_entropy = problem_type == "multi_label_classification"
+
+    def transform(train: bool) -> AudioClassificationTransform:
+        return AudioClassificationTransform(
+            feature_extractor,
+            training_args,
+            len(vocabulary.names),
+            multi_label,
+            binary_cross_entropy,
+            train,
+            audio_column=data_args.audio_column_name,
+            label_column=LABEL_IDS,
+        )
+
+    train_sample_weights = None
+    min_samples = data_args.min_length_samples
+    if min_samples is None:
+        min_samples = OFFICIAL_MIN_LENGTH_SAMPLES if training_args.do_train else 0
+    if train_split is not None:
+        train_split = prepare_split(
+            train_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_train_samples
+        )
+        if training_args.balanced_sampling:
+            train_sample_weights = class_balanced_weights(train_split[LABEL_IDS], len(vocabulary.names))
+        train_split = train_split.with_transform(transform(train=True))
+    if eval_split is not None:
+        eval_split = prepare_split(
+            eval_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_eval_samples
+        )
+        eval_split = eval_split.with_transform(transform(train=False))
+
+    if training_args.metric_for_best_model == "auto":
+        training_args.metric_for_best_model = "mAP" if multi_label else "accuracy"
+
+    trainer = AsdaFinetuningTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_split,
+        eval_dataset=eval_split,
+        processing_class=feature_extractor,
+        data_collator=default_data_collator,
+        compute_metrics=AudioClassificationMetrics(multi_label),
+        train_sample_weights=train_sample_weights,
+    )
+
+    output_dir = Path(training_args.output_dir)
+    if training_args.do_train:
+        metrics = train_and_save_state(trainer)
+        trainer.save_model()
+        if eval_split is not None:
+            eval_metrics = trainer.evaluate()
+            trainer.log_metrics("eval", eval_metrics)
+            trainer.save_metrics("eval", eval_metrics)
+            metrics.update(eval_metrics)
+        card = {
+            "finetuned_from": model_args.model_name_or_path,
+            "dataset": data_args.card_dataset or data_args.dataset_name,
+        }
+        if training_args.push_to_hub:
+            trainer.push_to_hub(**card)
         else:
-            objective = f"softmax cross-entropy, label smoothing {args.label_smoothing_factor}"
-        augmentations = []
-        if args.roll_augment:
-            augmentations.append(f"waveform roll + Beta({args.gain_beta}, {args.gain_beta}) + {args.gain_offset} gain")
-        if args.spectrogram_noise:
-            augmentations.append(f"feature noise (scale {args.noise_scale}) + time roll (+-{args.noise_max_shift})")
-        if args.mixup_alpha > 0:
-            augmentations.append(f"mixup alpha {args.mixup_alpha} (probability {args.mixup_prob})")
-        if args.spec_augment_ratio > 0:
-            augmentations.append(f"SpecAugment ratio {args.spec_augment_ratio}")
-        sampling = (
-            f"class-balanced, {args.balanced_samples_per_epoch} clips per epoch"
-            if args.balanced_sampling
-            else "uniform"
-        )
-        rows = [
-            ("objective", objective),
-            (
-                "optimiser",
-                f"AdamW betas ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay} "
-                f"({'not on biases and 1-D tensors' if args.exempt_biases_and_1d_from_weight_decay else 'on every parameter'}"
-                f"), layer-wise lr decay {args.layer_decay}",
-            ),
-            (
-                "schedule",
-                f"peak lr {args.learning_rate}, {args.warmup_steps:g} warm-up steps, "
-                + (
-                    f"fairseq cosine per layer group to min_lr {args.lr_scheduler_kwargs.get('min_lr', 0.0)}"
-                    if args.official_lr_schedule
-                    else f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs}"
-                )
-                + f", {args.max_steps} steps, batch {args.train_batch_size} x {args.gradient_accumulation_steps} "
-                f"accumulation x {args.world_size} processes",
-            ),
-            ("stochastic depth", str(config.drop_path_rate)),
-            ("augmentation", "; ".join(augmentations) or "none"),
-            ("sampling", sampling),
-            ("checkpoint", f"best eval {args.metric_for_best_model}" if args.load_best_model_at_end else "last"),
-        ]
-        recipe = "\n".join(f"| {name} | {value} |" for name, value in rows)
-        results = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if name in RESULT_METRICS)
-        section = (
-            "## Fine-tuning\n\n"
-            "Fine-tuned with `examples/run_finetune.py`, the official ASDA/EAT recipe on the Hugging Face Trainer.\n\n"
-            f"| setting | value |\n|---|---|\n{recipe}\n"
-        )
-        if results:
-            section += f"\n### Results on the evaluation set\n\n| metric | value |\n|---|---|\n{results}\n"
-        return section
+            trainer.create_model_card(**card)
+        return TrainingRunResult(metrics, output_dir, trainer)
+
+    prediction = trainer.predict(eval_split, metric_key_prefix="eval")
+    trainer.log_metrics("eval", prediction.metrics)
+    trainer.save_metrics("eval", prediction.metrics)
+    if trainer.is_world_process_zero():
+        if multi_label:
+            average_precision = per_class_average_precision(prediction.predictions, prediction.label_ids)
+            rows = "".join(f"{name}\t{value:.6f}\n" for name, value in zip(vocabulary.names, average_precision))
+            write_text_atomically(output_dir / "eval_per_class_ap.tsv", "class\tAP\n" + rows)
+            print(f"mAP on {len(eval_split)} clips: {prediction.metrics['eval_mAP']:.4f}")
+        else:
+            print(f"Accuracy on {len(eval_split)} clips: {prediction.metrics['eval_accuracy']:.4f}")
+    return TrainingRunResult(prediction.metrics, output_dir, trainer)
 
 
 __all__ = [
     "AsdaFinetuningArguments",
     "AsdaFinetuningTrainer",
-    "AudioClassificationMetrics",
     "AudioClassificationTransform",
-    "ClassBalancedSampler",
-    "class_balanced_weights",
-    "iid_mask",
-    "layer_decay_parameter_groups",
-    "mixup",
-    "multi_label_metrics",
-    "noise_and_roll",
-    "official_cosine_schedule",
-    "per_class_average_precision",
-    "roll_and_gain",
-    "single_label_metrics",
-    "spec_augment",
+    "DataArguments",
+    "ModelArguments",
+    "build_vocabulary",
+    "load_model",
+    "parse_arguments",
+    "run",
 ]
