@@ -21,6 +21,7 @@ from matplotlib.image import imread
 from safetensors.numpy import load_file
 from scipy.stats import entropy
 
+from conftest import import_example
 from modeling_asda import (
     AsdaConfig,
     AsdaFeatureExtractor,
@@ -33,9 +34,7 @@ from modeling_asda.tools import classify, embeddings
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
-
-import attention_maps  # noqa: E402
+attention_maps = import_example("attention_maps")
 
 
 # max_time_patches 64: the position table covers 1024 frames (10.24 s), so that "too long" clips are short to make.

@@ -16,6 +16,7 @@ import soundfile
 import torch
 from huggingface_hub import ModelCard
 
+from conftest import import_example
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaForPreTraining
 from modeling_asda.data.labels import LabelVocabulary
 from modeling_asda.training import finetuning
@@ -23,11 +24,9 @@ from modeling_asda.training import finetuning
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "configuration" / "finetuning"
-sys.path.insert(0, str(REPO / "examples"))
-
-import prepare_manifests  # noqa: E402
-import run_esc50_folds  # noqa: E402
-from make_tone_dataset import write_tone_dataset  # noqa: E402
+prepare_manifests = import_example("prepare_manifests")
+run_esc50_folds = import_example("run_esc50_folds")  # imports prepare_manifests
+write_tone_dataset = import_example("make_tone_dataset").write_tone_dataset
 
 
 TINY_CONFIG = {"model_type": "asda", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,

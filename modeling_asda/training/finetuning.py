@@ -31,6 +31,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 from huggingface_hub import EvalResult
 from transformers import (
     AutoConfig,
@@ -55,10 +56,10 @@ from ..data.sources import (
 from ..tools import cli
 from ..tools.files import write_text_atomically
 from ..tools.model_card import CARD_METRICS, finetuning_card_section, write_model_card
+from . import TrainingRunResult, train_and_save_state
 from .augment import mixup, noise_and_roll, roll_and_gain, spec_augment
 from .metrics import AudioClassificationMetrics, per_class_average_precision
 from .optim import WeightDecayArguments, layer_decay_parameter_groups, official_cosine_schedule
-from . import TrainingRunResult, train_and_save_state
 from .sampling import ClassBalancedSampler, class_balanced_weights
 
 
@@ -279,9 +280,9 @@ class AsdaFinetuningArguments(TrainingArguments, WeightDecayArguments):
 class AudioClassificationTransform:
     """`datasets.with_transform` function: audio + labels rows -> `input_values` and `labels` for one split.
 
-    Targets: class indices for single-label softmax cross-entropy; float `(num_labels,)` vectors (one-hot, multi-hot,
-    label-smoothed) when mixup, label smoothing or binary cross-entropy need them. Everything random is applied only
-    when `train` is True.
+    Targets: class indices for single-label softmax cross-entropy; float `(num_labels,)` vectors (one-hot, multi-hot)
+    when mixup, label smoothing (applied by `AsdaFinetuningTrainer.recipe_loss`) or binary cross-entropy need them.
+    Everything random is applied only when `train` is True.
     """
 
     def __init__(
@@ -311,8 +312,9 @@ class AudioClassificationTransform:
         self.train = train
         self.audio_column = audio_column
         self.label_column = label_column
-        self.label_smoothing = args.label_smoothing_factor if train else 0.0
-        self.float_targets = binary_cross_entropy or (train and (args.mixup_alpha > 0 or self.label_smoothing > 0))
+        self.float_targets = binary_cross_entropy or (
+            train and (args.mixup_alpha > 0 or args.label_smoothing_factor > 0)
+        )
 
     def waveform(self, audio) -> tuple[np.ndarray, int]:
         waveform, sampling_rate = decode_audio(audio, self.feature_extractor.sampling_rate)
@@ -334,8 +336,6 @@ class AudioClassificationTransform:
             return int(label)
         target = np.zeros(self.num_labels, dtype=np.float32)
         target[label] = 1.0
-        if self.label_smoothing > 0:
-            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_labels
         return target
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -353,9 +353,10 @@ class AsdaFinetuningTrainer(Trainer):
     - training batches get mixup then SpecAugment on the device (`compute_loss`), from a generator seeded with
       `seed + process_index`;
     - `train_sample_weights` + `args.balanced_sampling` replace the random sampler by `ClassBalancedSampler`;
-    - binary cross-entropy is divided by the global number of positive targets (or clips) of the batch, counted over
-      gradient accumulation and processes like Trainer's own `num_items_in_batch`, which the model honours.
-    Labels must come from `AudioClassificationTransform` (label smoothing is applied there, not by Trainer).
+    - the loss is the recipe's (`recipe_loss`, Trainer's `compute_loss_func`): label smoothing of the training targets,
+      and the summed loss divided by the global number of positive targets, clips or entries of the batch, counted
+      over gradient accumulation and processes in `_get_num_items_in_batch`.
+    Labels must come from `AudioClassificationTransform`.
     """
 
     def __init__(self, *args, train_sample_weights=None, **kwargs):
@@ -369,8 +370,9 @@ class AsdaFinetuningTrainer(Trainer):
         if self.args.balanced_sampling and train_sample_weights is None:
             raise ValueError("balanced_sampling needs train_sample_weights (see class_balanced_weights).")
         self.train_sample_weights = train_sample_weights
-        # The transform smooths the training targets; Trainer's LabelSmoother would smooth again, and the eval loss.
+        # `recipe_loss` smooths the training targets; Trainer's LabelSmoother would smooth again, and the eval loss.
         self.label_smoother = None
+        self.compute_loss_func = self.recipe_loss
         self.augmentation_rng = np.random.RandomState(self.args.seed + self.args.process_index)
 
     def create_optimizer(self, model=None):
@@ -412,6 +414,9 @@ class AsdaFinetuningTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Augment a training batch, then Trainer's `compute_loss`, which calls the model without the labels and takes
+        the loss from `recipe_loss`."""
+        inputs = dict(inputs)  # Trainer pops the labels: leave the caller's batch whole
         if model.training and "labels" in inputs:
             inputs = self.augment_batch(inputs)
         return super().compute_loss(
@@ -423,7 +428,8 @@ class AsdaFinetuningTrainer(Trainer):
         labels = inputs["labels"]
         if self.args.label_smoothing_factor > 0 and not labels.is_floating_point():
             raise ValueError(
-                "label_smoothing_factor needs the smoothed float targets of AudioClassificationTransform."
+                "label_smoothing_factor needs the one-hot float targets of AudioClassificationTransform, which the loss "
+                "turns into smoothed float targets."
             )
         input_values, labels, _ = mixup(
             inputs["input_values"], labels, self.args.mixup_alpha, self.args.mixup_prob, self.augmentation_rng
@@ -431,20 +437,42 @@ class AsdaFinetuningTrainer(Trainer):
         input_values = spec_augment(input_values, self.args.spec_augment_ratio, self.augmentation_rng)
         return {**inputs, "input_values": input_values, "labels": labels}
 
+    def recipe_loss(self, outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None = None):
+        """The recipe's objective, defined here only: binary cross-entropy (multi-label problems) or softmax
+        cross-entropy, whose soft training targets get label smoothing, summed over the micro-batch and divided by
+        `num_items_in_batch` (training: see `_get_num_items_in_batch`). Without it (evaluation) the divisor is the
+        batch's own count, which makes the loss the model's standard mean."""
+        logits = outputs.logits.float()
+        if self.model.config.problem_type == "multi_label_classification":
+            total = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+            count = labels.numel()
+        elif labels.is_floating_point():
+            smoothing = self.args.label_smoothing_factor if self.model.training else 0.0
+            if smoothing > 0:
+                labels = labels * (1.0 - smoothing) + smoothing / labels.shape[-1]
+            total = -(labels * logits.log_softmax(dim=-1)).sum()
+            count = labels.shape[0]
+        else:
+            total = F.cross_entropy(logits, labels.view(-1), ignore_index=-100, reduction="sum")
+            count = (labels != -100).sum()
+        return total / (count if num_items_in_batch is None else num_items_in_batch)
+
     def _get_num_items_in_batch(self, batch_samples, device):
-        """The divisor of the summed loss over the whole global batch (all accumulation steps and processes)."""
+        """The divisor of the summed training loss over the whole global batch (all accumulation steps and processes):
+        for binary cross-entropy the positive targets (official AudioSet), the clips (official SPC-2) or the entries
+        (`multilabel_loss_normalization`); for softmax cross-entropy the clips."""
+        if not batch_samples or "labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        labels = [batch["labels"] for batch in batch_samples]
         normalization = self.args.multilabel_loss_normalization
-        if (
-            normalization == "entries"
-            or self.model.config.problem_type != "multi_label_classification"
-            or not batch_samples
-            or "labels" not in batch_samples[0]
-        ):
+        if self.model.config.problem_type != "multi_label_classification":
+            normalization = "samples" if labels[0].is_floating_point() else "entries"
+        if normalization == "entries":  # every label entry (class indices: every clip not ignored)
             return super()._get_num_items_in_batch(batch_samples, device)
         if normalization == "positives":
-            count = sum(batch["labels"].sum() for batch in batch_samples)
+            count = sum(batch_labels.sum() for batch_labels in labels)
         else:
-            count = sum(batch["labels"].shape[0] for batch in batch_samples)
+            count = sum(batch_labels.shape[0] for batch_labels in labels)
         count = torch.as_tensor(count, dtype=torch.float32, device=device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             count = self.accelerator.gather(count).sum()

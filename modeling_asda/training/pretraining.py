@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelArguments:
+    """The model to pre-train: a preset with overrides, or a folder to continue from."""
+
     config_name: str = field(
         default="configuration/models/asda-base.json", metadata={"help": "Model preset (json or folder) to start from."}
     )
