@@ -1,4 +1,4 @@
-"""examples/pretraining.py: a smoke run, an interrupted run resumed exactly, two-process DDP on CPU, and the
+"""examples/run_pretrain.py: a smoke run, an interrupted run resumed exactly, two-process DDP on CPU, and the
 small-data path (presets merged with --config_overrides, the EMA schedule tied to the run, short clips reported)."""
 
 import copy
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pretrain(argv: list[str]):
-    """What `examples/pretraining.py ARGV` runs."""
+    """What `examples/run_pretrain.py ARGV` runs."""
     return pretraining.run(*pretraining.parse_arguments(argv))
 
 
@@ -148,7 +148,7 @@ def test_two_process_ddp_on_cpu(audio_dir, tmp_path):
     output_dir = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(REPO_ROOT / "examples/pretraining.py"),
+        str(REPO_ROOT / "examples/run_pretrain.py"),
         *arguments(audio_dir, output_dir, "--max_steps", "20", "--warmup_steps", "2", "--use_cpu", "True",
                    "--per_device_train_batch_size", "2"),
     ]  # fmt: skip
