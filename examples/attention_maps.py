@@ -52,7 +52,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from transformers import AutoModel, HfArgumentParser  # noqa: E402
 
 from modeling_asda import load_audio  # noqa: E402
-from modeling_asda.script_utils import load_feature_extractor  # noqa: E402
+from modeling_asda.tools.cli import load_feature_extractor  # noqa: E402
 
 
 STATISTICS = ("entropy", "padding_mass", "low_energy_mass", "negative_share")

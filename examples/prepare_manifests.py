@@ -24,8 +24,9 @@ python examples/prepare_manifests.py audioset --tsv train.tsv --lbl train.lbl --
 
 import argparse
 import csv
-import os
 from pathlib import Path
+
+from modeling_asda.tools.files import write_atomically
 
 
 ESC50_FOLDS = (1, 2, 3, 4, 5)
@@ -33,14 +34,15 @@ SPEECH_COMMANDS_NOISE = "_background_noise_"
 
 
 def write_manifest(path: Path, rows: list[tuple[str, str]]):
-    """Write `audio,label` rows to `path` through a temporary file, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["audio", "label"])
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    """Write `audio,label` rows to `path` atomically, so an interrupted run never leaves half a file."""
+
+    def write(temporary):
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["audio", "label"])
+            writer.writerows(rows)
+
+    write_atomically(path, write)
 
 
 def esc50_manifests(root: Path, output_dir: Path) -> dict[int, tuple[Path, Path]]:

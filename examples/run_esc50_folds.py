@@ -23,13 +23,13 @@ Everything after `--` goes to every `run_finetune.py` run. Folds that already ha
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from modeling_asda.tools.files import write_text_atomically
 from prepare_manifests import ESC50_FOLDS, esc50_manifests
 
 
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     summary = summarize(args.output_dir, args.folds)
     path = args.output_dir / "esc50_5fold_results.json"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(summary, indent=2) + "\n")
     print(f"ESC-50 accuracy over folds {args.folds}: {summary['mean_accuracy']:.4f} +- {summary['std_accuracy']:.4f}")
     return summary
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""ASDA embeddings of audio files, folders, manifests or a `datasets` dataset: `modeling_asda.embeddings` run as a
+"""ASDA embeddings of audio files, folders, manifests or a `datasets` dataset: `modeling_asda.tools.embeddings` run as a
 script (installed, the same tool is the `asda-extract-embeddings` command). See feature_extraction/README.md."""
 
 import sys
 
-from modeling_asda.embeddings import main
+from modeling_asda.tools.embeddings import main
 
 
 if __name__ == "__main__":

@@ -530,6 +530,9 @@ class AsdaModel(AsdaPreTrainedModel):
 class AsdaForAudioClassification(AsdaPreTrainedModel):
     """ASDA with the official classification head: pooled token (CLS) -> LayerNorm -> Linear."""
 
+    # The loss is a per-micro-batch mean: let Trainer average it over gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
     def __init__(self, config: AsdaConfig):
         super().__init__(config)
         self.asda = AsdaModel(config)
@@ -562,43 +565,29 @@ class AsdaForAudioClassification(AsdaPreTrainedModel):
             Class indices (cross-entropy); or, as floats, multi-hot targets (binary cross-entropy, for
             `problem_type="multi_label_classification"`) or soft targets such as mixup's (cross-entropy).
         """
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         outputs = self.asda(input_values, attention_mask=attention_mask, **kwargs)
         logits = self.classifier(self.fc_norm(outputs.pooler_output))
         loss = None
         if labels is not None:
-            loss = self._classification_loss(logits, labels, num_items_in_batch)
+            loss = self.classification_loss(logits, labels)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    def _classification_loss(
-        self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
-    ) -> torch.Tensor:
-        """Mean loss over the batch.
-
-        Trainer passes `num_items_in_batch`, the number of label entries over all gradient-accumulation steps and
-        processes; dividing the summed loss by it gives the exact mean of the global batch, whatever the
-        accumulation and world size. It counts every entry of a `(batch, num_labels)` target, so the per-sample
-        soft cross-entropy divides it by `num_labels` first.
-        """
+    def classification_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean loss of the batch: binary cross-entropy over every (clip, class) entry for
+        `problem_type="multi_label_classification"`, else cross-entropy per clip (class indices, -100 ignored, or soft
+        targets). The official recipes normalise differently (per positive label, label smoothing): that is
+        `AsdaFinetuningTrainer`'s loss, not the model's."""
         if self.config.problem_type is None:
             is_multi_hot = labels.is_floating_point()
             self.config.problem_type = "multi_label_classification" if is_multi_hot else "single_label_classification"
         logits = logits.float()
-        entries_per_term = 1
         if self.config.problem_type == "multi_label_classification":
-            total = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
-            num_entries = labels.numel()
-        elif labels.is_floating_point():
-            total = -(labels * logits.log_softmax(dim=-1)).sum()
-            num_entries, entries_per_term = labels.numel(), labels.shape[-1]
-        else:
-            total = F.cross_entropy(logits, labels.view(-1), ignore_index=-100, reduction="sum")
-            num_entries = (labels != -100).sum()
-        if num_items_in_batch is not None:
-            num_entries = num_items_in_batch
-        return total / (num_entries / entries_per_term)
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        if labels.is_floating_point():
+            return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits, labels.view(-1))
 
 
 class AsdaForPreTraining(AsdaPreTrainedModel):

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -11,8 +12,20 @@ TESTS_DIR = Path(__file__).resolve().parent
 FIXTURES = TESTS_DIR / "fixtures"
 # The shared reference data sits beside the checkout (CI has it there); ASDA_SHARED_DIR overrides.
 SHARED_DIR = Path(os.environ.get("ASDA_SHARED_DIR", TESTS_DIR.parents[1] / "shared"))
+EXAMPLES_DIR = TESTS_DIR.parent / "examples"
 
 sys.path.insert(0, str(ensure_transformers_tests()))
+
+
+def import_example(name: str):
+    """The script `examples/<name>.py` as a module, loaded from its file (the folder stays off `sys.path`) and
+    registered under its name, so that a script importing a sibling loaded before it finds it."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES_DIR / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 # Markers used by transformers' test mixins.

@@ -25,7 +25,7 @@ from transformers import AutoModel
 
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaForPreTraining, AsdaModel
-from modeling_asda.convert_checkpoint import classifier_problem_type, convert_checkpoint, main
+from modeling_asda.tools.convert_checkpoint import classifier_problem_type, convert_checkpoint, main
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from transformers_tests.test_sequence_feature_extraction_common import SequenceF
 
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, load_audio
 from modeling_asda import feature_extraction_asda
-from modeling_asda.convert_checkpoint import classifier_task
+from modeling_asda.tools.convert_checkpoint import classifier_task
 from modeling_asda.feature_extraction_asda import resample_audio
 
 

@@ -1,4 +1,4 @@
-"""The fine-tuning recipe pieces (modeling_asda.finetuning, modeling_asda.audio_data) against formulas and hand-computed
+"""The fine-tuning recipe pieces (modeling_asda.training, modeling_asda.data) against formulas and hand-computed
 examples."""
 
 import math
@@ -11,23 +11,14 @@ import torch.nn.functional as F
 from scipy.stats import norm
 
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification
-from modeling_asda.audio_data import LabelVocabulary, decode_audio, drop_short_clips, load_manifest, scan_audio_folder
-from modeling_asda.finetuning import (
-    AsdaFinetuningArguments,
-    AsdaFinetuningTrainer,
-    AudioClassificationTransform,
-    ClassBalancedSampler,
-    class_balanced_weights,
-    iid_mask,
-    layer_decay_parameter_groups,
-    mixup,
-    multi_label_metrics,
-    noise_and_roll,
-    per_class_average_precision,
-    roll_and_gain,
-    single_label_metrics,
-    spec_augment,
-)
+from modeling_asda.data.audio import decode_audio, drop_short_clips
+from modeling_asda.data.labels import LabelVocabulary
+from modeling_asda.data.sources import load_manifest, scan_audio_folder
+from modeling_asda.training.augment import iid_mask, mixup, noise_and_roll, roll_and_gain, spec_augment
+from modeling_asda.training.finetuning import AsdaFinetuningArguments, AsdaFinetuningTrainer, AudioClassificationTransform
+from modeling_asda.training.metrics import multi_label_metrics, per_class_average_precision, single_label_metrics
+from modeling_asda.training.optim import layer_decay_parameter_groups
+from modeling_asda.training.sampling import ClassBalancedSampler, class_balanced_weights
 
 
 def tiny_config(num_hidden_layers=2, num_labels=5, **overrides):
@@ -322,6 +313,50 @@ def test_binary_cross_entropy_divisor(tmp_path, normalization, divisor):
     assert float(trainer._get_num_items_in_batch([batch, batch], torch.device("cpu"))) == 2 * divisor
 
 
+def test_label_smoothing_is_applied_by_the_training_loss_only(tmp_path):
+    """ESC-50: cross-entropy against (1 - 0.1) * one-hot + 0.1 / 5 = [0.02, 0.92, 0.02, ...] in training, divided by the
+    clips; the evaluation loss is the model's plain mean cross-entropy."""
+    torch.manual_seed(0)
+    model = AsdaForAudioClassification(tiny_config(problem_type="single_label_classification"))
+    args = finetuning_args(tmp_path, label_smoothing_factor=0.1, mixup_alpha=0.0, spec_augment_ratio=0.0)
+    trainer = AsdaFinetuningTrainer(model=model, args=args)
+    classes = [1, 0, 4, 1]
+    batch = {"input_values": torch.randn(4, 16, 16), "labels": torch.eye(5)[classes]}
+    model.eval()  # the same logits in both modes (no dropout, no stochastic depth)
+    logits = model(batch["input_values"]).logits
+    smoothed = torch.full((4, 5), 0.02)
+    smoothed[torch.arange(4), classes] = 0.92
+    expected = -(smoothed * logits.log_softmax(dim=-1)).sum() / 4
+    model.train()
+    num_items = trainer._get_num_items_in_batch([batch], torch.device("cpu"))
+    assert float(num_items) == 4.0
+    torch.testing.assert_close(trainer.compute_loss(model, batch, num_items_in_batch=num_items), expected)
+    model.eval()
+    evaluation_loss = trainer.compute_loss(model, batch)
+    torch.testing.assert_close(evaluation_loss, F.cross_entropy(logits, torch.tensor(classes)))
+    torch.testing.assert_close(evaluation_loss, model(batch["input_values"], labels=batch["labels"]).loss)
+
+
+def test_model_loss_is_the_standard_mean():
+    """`outputs.loss` without a Trainer: mean BCE over entries (multi-label), mean cross-entropy over clips (class
+    indices with -100 ignored, or soft targets)."""
+    torch.manual_seed(0)
+    inputs = torch.randn(4, 16, 16)
+    multi_hot = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]], dtype=torch.float32)
+    model = AsdaForAudioClassification(tiny_config(problem_type="multi_label_classification")).eval()
+    outputs = model(inputs, labels=multi_hot)
+    expected = -(multi_hot * F.logsigmoid(outputs.logits) + (1 - multi_hot) * F.logsigmoid(-outputs.logits)).mean()
+    torch.testing.assert_close(outputs.loss, expected)
+    model = AsdaForAudioClassification(tiny_config(problem_type="single_label_classification")).eval()
+    logits = model(inputs).logits
+    log_probabilities = logits.log_softmax(dim=-1)
+    classes = torch.tensor([2, -100, 0, 4])
+    expected = -(log_probabilities[0, 2] + log_probabilities[2, 0] + log_probabilities[3, 4]) / 3
+    torch.testing.assert_close(model(inputs, labels=classes).loss, expected)
+    soft = torch.tensor([[0.5, 0.5, 0, 0, 0], [0, 0, 1, 0, 0], [0.2, 0, 0, 0, 0.8], [0, 0, 0, 1, 0]])
+    torch.testing.assert_close(model(inputs, labels=soft).loss, -(soft * log_probabilities).sum() / 4)
+
+
 def test_training_batches_get_mixup_and_spec_augment(tmp_path):
     model = AsdaForAudioClassification(tiny_config())
     args = finetuning_args(tmp_path, mixup_alpha=0.8, mixup_prob=1.0, spec_augment_ratio=0.3)
@@ -406,7 +441,7 @@ def test_manifest_and_folder_sources(tmp_path):
 @pytest.mark.parametrize(
     "recipe, multi_label, bce, train_target, eval_target",
     [
-        ("esc50", False, False, [0.02, 0.92, 0.02, 0.02, 0.02], 1),
+        ("esc50", False, False, [0, 1, 0, 0, 0], 1),  # one-hot: the Trainer's loss smooths it
         ("spc2", False, True, [0, 1, 0, 0, 0], [0, 1, 0, 0, 0]),
         ("audioset", True, True, [0, 1, 0, 1, 0], [0, 1, 0, 1, 0]),
     ],

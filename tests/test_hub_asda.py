@@ -20,8 +20,9 @@ from transformers.dynamic_module_utils import get_imports
 import modeling_asda
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaModel, load_audio
-from modeling_asda.convert_checkpoint import convert_checkpoint, read_labels
-from modeling_asda.model_card import write_model_card
+from modeling_asda.data.labels import LabelVocabulary
+from modeling_asda.tools.convert_checkpoint import convert_checkpoint
+from modeling_asda.tools.model_card import write_model_card
 
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 56,
@@ -31,7 +32,7 @@ HUB_CODE_FILES = {"configuration_asda.py", "modeling_asda.py", "feature_extracti
 
 @pytest.fixture(scope="module")
 def audioset_labels(shared_dir):
-    return read_labels(shared_dir / "data" / "audioset_labels.csv")
+    return LabelVocabulary.from_label_file(shared_dir / "data" / "audioset_labels.csv", multi_label=True).id2label
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from matplotlib.image import imread
 from safetensors.numpy import load_file
 from scipy.stats import entropy
 
+from conftest import import_example
 from modeling_asda import (
     AsdaConfig,
     AsdaFeatureExtractor,
@@ -29,13 +30,11 @@ from modeling_asda import (
     AsdaModel,
     load_audio,
 )
-from modeling_asda import classify, embeddings
+from modeling_asda.tools import classify, embeddings
 
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
-
-import attention_maps  # noqa: E402
+attention_maps = import_example("attention_maps")
 
 
 # max_time_patches 64: the position table covers 1024 frames (10.24 s), so that "too long" clips are short to make.
@@ -283,7 +282,7 @@ def test_sigterm_stops_the_tool_and_its_workers_at_once_and_a_rerun_completes_th
         write_noise(audio / f"clip{index:02d}.wav", 0.25, seed=index)
     flags = [str(audio), "--model", str(encoder), "--batch_size", "1", "--device", "cpu"]
     interrupted, fresh = tmp_path / "interrupted", tmp_path / "fresh"
-    command = [sys.executable, "-m", "modeling_asda.embeddings", *flags, "--output_dir", str(interrupted),
+    command = [sys.executable, "-m", "modeling_asda.tools.embeddings", *flags, "--output_dir", str(interrupted),
                "--num_workers", "2"]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with open(tmp_path / "stderr.txt", "w") as stderr:

@@ -15,7 +15,7 @@ from transformers_tests.test_modeling_common import ModelTesterMixin, floats_ten
 
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaModel
-from modeling_asda.convert_checkpoint import config_from_fairseq, convert_state_dict
+from modeling_asda.tools.convert_checkpoint import config_from_fairseq, convert_state_dict
 
 
 class AsdaModelTester:

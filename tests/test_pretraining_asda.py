@@ -17,7 +17,7 @@ from transformers_tests.test_modeling_common import ModelTesterMixin
 
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaForPreTraining, AsdaModel, inverse_block_mask
-from modeling_asda.convert_checkpoint import config_from_fairseq, convert_state_dict
+from modeling_asda.tools.convert_checkpoint import config_from_fairseq, convert_state_dict
 from test_modeling_asda import AsdaModelTester
 
 

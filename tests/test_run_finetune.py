@@ -16,23 +16,27 @@ import soundfile
 import torch
 from huggingface_hub import ModelCard
 
+from conftest import import_example
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaForAudioClassification, AsdaForPreTraining
-from modeling_asda.audio_data import LabelVocabulary
+from modeling_asda.data.labels import LabelVocabulary
+from modeling_asda.training import finetuning
 
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "configuration" / "finetuning"
-sys.path.insert(0, str(REPO / "examples"))
-
-import prepare_manifests  # noqa: E402
-import run_esc50_folds  # noqa: E402
-import run_finetune  # noqa: E402
-from make_tone_dataset import write_tone_dataset  # noqa: E402
+prepare_manifests = import_example("prepare_manifests")
+run_esc50_folds = import_example("run_esc50_folds")  # imports prepare_manifests
+write_tone_dataset = import_example("make_tone_dataset").write_tone_dataset
 
 
 TINY_CONFIG = {"model_type": "asda", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                "intermediate_size": 64}  # fmt: skip
 CPU_FLAGS = ["--use_cpu", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+
+
+def finetune(argv: list[str]):
+    """What `examples/run_finetune.py ARGV` runs."""
+    return finetuning.run(*finetuning.parse_arguments(argv))
 
 
 def tone_dataset(root: Path, classes: list[str], clips: dict[str, int], multi_label: bool, seed: int = 0) -> Path:
@@ -63,7 +67,7 @@ def finetuned(two_class_data, tmp_path_factory):
         "1e-3", "--warmup_steps", "4", "--eval_strategy", "steps", "--eval_steps", "20", "--save_strategy", "steps",
         "--save_steps", "20", "--logging_steps", "10", "--seed", "0",
     )  # fmt: skip
-    run_finetune.main(flags)
+    finetune(flags)
     return output_dir
 
 
@@ -106,7 +110,7 @@ def test_smoke_finetune_then_classify_through_the_pipeline(finetuned, two_class_
 
 def test_evaluation_only_mode(finetuned, two_class_data, tmp_path, capsys):
     output_dir = tmp_path / "evaluation"
-    run_finetune.main(
+    finetune(
         ["--do_eval", "--model_name_or_path", str(finetuned), "--eval_file", str(two_class_data / "eval.csv"),
          "--output_dir", str(output_dir), *CPU_FLAGS]
     )  # fmt: skip
@@ -131,23 +135,23 @@ def test_evaluation_only_mode_keeps_short_clips_unless_a_minimum_is_given(finetu
         writer.writerows([*({"audio": str(two_class_data / row["audio"]), "label": row["label"]} for row in rows),
                           {"audio": str(short), "label": rows[0]["label"]}])  # fmt: skip
     evaluate = ["--do_eval", "--model_name_or_path", str(finetuned), "--eval_file", str(manifest), *CPU_FLAGS]
-    run_finetune.main([*evaluate, "--output_dir", str(tmp_path / "all")])
+    finetune([*evaluate, "--output_dir", str(tmp_path / "all")])
     assert f"Accuracy on {len(rows) + 1} clips" in capsys.readouterr().out
-    run_finetune.main([*evaluate, "--output_dir", str(tmp_path / "filtered"), "--min_length_samples", "10000"])
+    finetune([*evaluate, "--output_dir", str(tmp_path / "filtered"), "--min_length_samples", "10000"])
     assert f"Accuracy on {len(rows)} clips" in capsys.readouterr().out
-    _, data_args, _ = run_finetune.parse_arguments([str(PRESETS / "spc2.json"), "--output_dir", "unused"])
+    _, data_args, _ = finetuning.parse_arguments([str(PRESETS / "spc2.json"), "--output_dir", "unused"])
     assert data_args.min_length_samples == 10_000
 
 
 def test_multi_label_finetune_and_evaluation(tmp_path, capsys):
     data = tone_dataset(tmp_path / "data", ["low", "mid", "high"], {"train": 12, "eval": 9}, True)
     trained = tmp_path / "trained"
-    run_finetune.main(finetune_flags(data, trained, "--max_steps", "3", "--per_device_train_batch_size", "4"))
+    finetune(finetune_flags(data, trained, "--max_steps", "3", "--per_device_train_batch_size", "4"))
     config = json.loads((trained / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
     assert set(config["id2label"].values()) == {"low", "mid", "high"}
     output_dir = tmp_path / "evaluation"
-    run_finetune.main(
+    finetune(
         ["--do_eval", "--model_name_or_path", str(trained), "--eval_file", str(data / "eval.csv"),
          "--output_dir", str(output_dir), *CPU_FLAGS]
     )  # fmt: skip
@@ -180,7 +184,7 @@ def test_hub_style_dataset_with_audio_and_class_label_columns(two_class_data, tm
         "--target_length", "128", "--output_dir", str(output_dir), "--do_train", "--max_steps", "2",
         "--per_device_train_batch_size", "4", *CPU_FLAGS,
     ]  # fmt: skip
-    trainer = run_finetune.main(flags)
+    trainer = finetune(flags).trainer
     assert trainer.model.config.id2label == {0: "high", 1: "low"}
     assert len(trainer.train_dataset) == 16 and trainer.train_dataset[0]["input_values"].shape == (128, 128)
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_samples_per_second"] > 0
@@ -197,9 +201,9 @@ def test_fine_tuning_starts_from_the_pre_trained_student(tmp_path):
         for param in pretrained.teacher.parameters():
             param.add_(1.0)
     pretrained.save_pretrained(tmp_path / "pretrained")
-    model_args = run_finetune.ModelArguments(model_name_or_path=str(tmp_path / "pretrained"))
+    model_args = finetuning.ModelArguments(model_name_or_path=str(tmp_path / "pretrained"))
     vocabulary = LabelVocabulary.from_names(["a", "b", "c"], multi_label=False)
-    model = run_finetune.load_model(model_args, vocabulary, "single_label_classification")
+    model = finetuning.load_model(model_args, vocabulary, "single_label_classification")
     assert isinstance(model, AsdaForAudioClassification) and model.config.drop_path_rate == 0.1
     assert model.config.id2label == {0: "a", 1: "b", 2: "c"}
     student = pretrained.asda.state_dict()
@@ -212,7 +216,7 @@ def test_training_needs_evaluation_data(two_class_data, tmp_path):
     flags.remove("--eval_file")
     flags.remove(str(two_class_data / "eval.csv"))
     with pytest.raises(ValueError, match="No evaluation data"):
-        run_finetune.main(flags)
+        finetune(flags)
 
 
 def test_short_training_clips_are_reported_and_an_all_short_split_is_an_error(two_class_data, tmp_path, caplog):
@@ -238,14 +242,14 @@ def test_short_training_clips_are_reported_and_an_all_short_split_is_an_error(tw
                 "--per_device_train_batch_size", "2", "--eval_strategy", "no", "--save_strategy", "no",
                 "--load_best_model_at_end", "false", *CPU_FLAGS]  # fmt: skip
 
-    trainer = run_finetune.main(flags("mixed.csv", "mixed"))
+    trainer = finetune(flags("mixed.csv", "mixed")).trainer
     assert len(trainer.train_dataset) == 4
     skipped = [record for record in caplog.records if "Skipped" in record.getMessage()]
     assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
     assert "Skipped 2 of 6 clips shorter than 10000 samples" in skipped[0].getMessage()
     assert "--min_length_samples" in skipped[0].getMessage()
     with pytest.raises(ValueError, match="All 2 clips are shorter than 10000 samples.*--min_length_samples"):
-        run_finetune.main(flags("short.csv", "short"))
+        finetune(flags("short.csv", "short"))
 
 
 # Spec section 4.3 (the official finetuning_*.sh scripts): lr, updates, warm-up, batch, frames, mixup, SpecAugment ratio,
@@ -263,7 +267,7 @@ def test_presets_hold_the_official_recipes(preset):
     lr, steps, warmup, batch, frames, mixup, spec_ratio, noise, balanced, smoothing, loss, mean, std = (
         OFFICIAL_RECIPES[preset]
     )
-    model_args, data_args, args = run_finetune.parse_arguments(
+    model_args, data_args, args = finetuning.parse_arguments(
         [str(PRESETS / f"{preset}.json"), "--output_dir", "unused"]
     )
     assert (args.learning_rate, args.max_steps, args.warmup_steps, args.per_device_train_batch_size) == (
@@ -292,11 +296,11 @@ def test_presets_hold_the_official_recipes(preset):
 
 def test_command_line_overrides_the_preset(tmp_path):
     preset = str(PRESETS / "esc50.json")
-    _, _, args = run_finetune.parse_arguments([preset, "--max_steps", "10", "--output_dir", "unused"])
+    _, _, args = finetuning.parse_arguments([preset, "--max_steps", "10", "--output_dir", "unused"])
     assert args.max_steps == 10 and args.spec_augment_ratio == 0.4
     (tmp_path / "typo.json").write_text(json.dumps({"mixup_alpah": 0.5}))
     with pytest.raises(ValueError, match="mixup_alpah"):
-        run_finetune.parse_arguments([str(tmp_path / "typo.json"), "--output_dir", "unused"])
+        finetuning.parse_arguments([str(tmp_path / "typo.json"), "--output_dir", "unused"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

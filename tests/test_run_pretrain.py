@@ -16,12 +16,16 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_asda import AsdaFeatureExtractor, AsdaForPreTraining, AsdaModel, inverse_block_mask
-from modeling_asda.pretraining import AsdaPretrainingTrainer
+from modeling_asda.training import pretraining
+from modeling_asda.training.pretraining import AsdaPretrainingTrainer
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "examples"))
-import run_pretrain  # noqa: E402
+
+
+def pretrain(argv: list[str]):
+    """What `examples/run_pretrain.py ARGV` runs."""
+    return pretraining.run(*pretraining.parse_arguments(argv))
 
 
 TINY_MODEL = (
@@ -80,19 +84,19 @@ def test_gpu_presets_hold_the_official_optimisation(preset):
 
 def test_pretraining_run_logs_every_term_and_saves_the_student(audio_dir, tmp_path):
     output_dir = tmp_path / "run"
-    trainer = run_pretrain.main(arguments(audio_dir, output_dir, "--max_steps", "24", "--warmup_steps", "2"))
+    model = pretrain(arguments(audio_dir, output_dir, "--max_steps", "24", "--warmup_steps", "2")).trainer.model
     logs = logged_losses(output_dir)
     assert sorted(logs) == list(range(1, 25))
     for entry in logs.values():
         assert {"loss", "frame_loss", "utterance_loss", "ema_decay", "learning_rate", "grad_norm"} <= set(entry)
         assert entry["loss"] == pytest.approx(entry["frame_loss"] + entry["utterance_loss"], rel=1e-5)
-    assert logs[24]["ema_decay"] == pytest.approx(trainer.model.ema_decay(24))
+    assert logs[24]["ema_decay"] == pytest.approx(model.ema_decay(24))
     first, last = (np.mean([logs[step]["loss"] for step in steps]) for steps in (range(1, 5), range(21, 25)))
     assert last < first
 
     # The folder is the student encoder, with its feature extractor and a model card.
     encoder = AsdaModel.from_pretrained(output_dir)
-    torch.testing.assert_close(encoder.state_dict(), trainer.model.asda.state_dict())
+    torch.testing.assert_close(encoder.state_dict(), model.asda.state_dict())
     assert json.loads((output_dir / "preprocessor_config.json").read_text())["max_length"] == 128
     assert "trust_remote_code" in (output_dir / "README.md").read_text()
     # The checkpoints keep everything needed to resume: student, teacher and decoder.
@@ -101,18 +105,18 @@ def test_pretraining_run_logs_every_term_and_saves_the_student(audio_dir, tmp_pa
 
 
 def test_weight_decay_applies_to_every_parameter_unless_exempted(audio_dir, tmp_path):
-    model = run_pretrain.build_model(run_pretrain.ModelArguments(
+    model = pretraining.build_model(pretraining.ModelArguments(
         config_name=str(REPO_ROOT / "configuration/models/asda-tiny.json"), config_overrides=TINY_MODEL))
     names = [name for name, _ in model.named_parameters()]
     for exempt, expected in [(False, set(names)), (True, {n for n, p in model.named_parameters() if p.ndim > 1})]:
-        args = run_pretrain.AsdaPretrainingArguments(output_dir=str(tmp_path), exempt_biases_and_1d_from_weight_decay=exempt)
+        args = pretraining.AsdaPretrainingArguments(output_dir=str(tmp_path), exempt_biases_and_1d_from_weight_decay=exempt)
         trainer = AsdaPretrainingTrainer(model=model, args=args)
         assert set(trainer.get_decay_parameter_names(model)) == expected
 
 
 def test_interrupted_run_resumes_exactly(audio_dir, tmp_path, monkeypatch):
     steps = ["--max_steps", "8", "--save_steps", "4", "--warmup_steps", "2"]
-    run_pretrain.main(arguments(audio_dir, tmp_path / "straight", *steps))
+    pretrain(arguments(audio_dir, tmp_path / "straight", *steps))
 
     # Kill the second run during step 6, after its step-4 checkpoint was written.
     training_step = AsdaPretrainingTrainer.training_step
@@ -124,10 +128,10 @@ def test_interrupted_run_resumes_exactly(audio_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(AsdaPretrainingTrainer, "training_step", killed_at_step_6)
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain.main(arguments(audio_dir, tmp_path / "interrupted", *steps))
+        pretrain(arguments(audio_dir, tmp_path / "interrupted", *steps))
     monkeypatch.setattr(AsdaPretrainingTrainer, "training_step", training_step)
     checkpoint = tmp_path / "interrupted" / "checkpoint-4"
-    resumed = run_pretrain.main(
+    resumed = pretrain(
         arguments(audio_dir, tmp_path / "interrupted", *steps, "--resume_from_checkpoint", str(checkpoint))
     )
 
@@ -136,7 +140,7 @@ def test_interrupted_run_resumes_exactly(audio_dir, tmp_path, monkeypatch):
         for term in ("loss", "frame_loss", "utterance_loss"):
             assert after_resume[step][term] == pytest.approx(straight[step][term], abs=1e-6, rel=0), (step, term)
     final = load_file(tmp_path / "straight" / "checkpoint-8" / "model.safetensors")
-    torch.testing.assert_close(resumed.model.state_dict(), final, atol=1e-6, rtol=0)
+    torch.testing.assert_close(resumed.trainer.model.state_dict(), final, atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow
@@ -168,18 +172,18 @@ def test_config_overrides_on_the_command_line_add_to_the_preset(tmp_path):
     preset = tmp_path / "preset.json"
     preset.write_text(json.dumps({"config_name": str(REPO_ROOT / "configuration/models/asda-tiny.json"),
                                   "config_overrides": "clone_batch=4,hidden_size=64", "max_steps": 5}))  # fmt: skip
-    model_args, _, training_args = run_pretrain.parse_arguments([
+    model_args, _, training_args = pretraining.parse_arguments([
         str(preset), "--config_overrides", "hidden_size=32,num_hidden_layers=2", "--max_steps", "7",
         "--config_overrides=num_attention_heads=4", "--output_dir", "unused",
     ])  # fmt: skip
     # Fields add up, the later value wins for the same field; other options keep "last wins".
     assert model_args.config_overrides == "clone_batch=4,hidden_size=32,num_hidden_layers=2,num_attention_heads=4"
     assert training_args.max_steps == 7
-    config = run_pretrain.build_config(model_args)
+    config = pretraining.build_config(model_args)
     sizes = (config.clone_batch, config.hidden_size, config.num_hidden_layers, config.num_attention_heads)
     assert sizes == (4, 32, 2, 4)
     with pytest.raises(SystemExit):  # argparse's usage error, not a traceback from update_from_string
-        run_pretrain.parse_arguments([str(preset), "--config_overrides", "clone_batch", "--output_dir", "unused"])
+        pretraining.parse_arguments([str(preset), "--config_overrides", "clone_batch", "--output_dir", "unused"])
 
 
 def test_ema_schedule_tied_to_the_run_length(audio_dir, tmp_path, monkeypatch):
@@ -197,19 +201,19 @@ def test_ema_schedule_tied_to_the_run_length(audio_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(AsdaForPreTraining, "update_teacher", recording_update)
     output_dir = tmp_path / "run"
-    trainer = run_pretrain.main(arguments(
+    model = pretrain(arguments(
         audio_dir, output_dir, "--config_overrides", "ema_decay=0.9,ema_end_decay=0.99", "--ema_anneal_to_max_steps",
         "true", "--max_steps", "6", "--warmup_steps", "1", "--save_strategy", "no",
-    ))  # fmt: skip
+    )).trainer.model  # fmt: skip
     assert sorted(used) == list(range(1, 7))
     for step, decay in used.items():
         assert decay == pytest.approx(0.9 + 0.09 * step / 6, abs=1e-12), step
     assert used[6] == pytest.approx(0.99, abs=1e-12)
-    assert trainer.model.ema_decay(0) == pytest.approx(0.9, abs=1e-12)
-    assert trainer.model.config.hidden_size == 32  # the test model's overrides were kept (merged)
+    assert model.ema_decay(0) == pytest.approx(0.9, abs=1e-12)
+    assert model.config.hidden_size == 32  # the test model's overrides were kept (merged)
     assert json.loads((output_dir / "config.json").read_text())["ema_anneal_end_step"] == 6
     with pytest.raises(ValueError, match="--max_steps"):
-        run_pretrain.parse_arguments(arguments(audio_dir, output_dir, "--ema_anneal_to_max_steps", "true",
+        pretraining.parse_arguments(arguments(audio_dir, output_dir, "--ema_anneal_to_max_steps", "true",
                                                "--max_steps", "-1"))  # fmt: skip
 
 
@@ -226,9 +230,9 @@ def test_short_clips_are_reported_and_an_all_short_dataset_is_an_error(tmp_path,
     data = tmp_path / "clips"
     write_clips(data, 4, 16000, 1.0, seed=0)
     write_clips(data, 2, 8000, 1.0, seed=1)
-    trainer = run_pretrain.main(arguments(data, tmp_path / "run", "--max_steps", "1", "--warmup_steps", "0",
-                                          "--save_strategy", "no"))  # fmt: skip
-    assert len(trainer.train_dataset) == 4
+    result = pretrain(arguments(data, tmp_path / "run", "--max_steps", "1", "--warmup_steps", "0",
+                                "--save_strategy", "no"))  # fmt: skip
+    assert len(result.trainer.train_dataset) == 4
     skipped = [record for record in caplog.records if "Skipped" in record.getMessage()]
     assert len(skipped) == 1 and skipped[0].levelno == logging.WARNING
     assert "Skipped 2 of 6 clips shorter than 10000 samples" in skipped[0].getMessage()
@@ -237,14 +241,14 @@ def test_short_clips_are_reported_and_an_all_short_dataset_is_an_error(tmp_path,
     only_short = tmp_path / "short"
     write_clips(only_short, 3, 8000, 1.0, seed=2)
     with pytest.raises(ValueError, match="All 3 clips are shorter than 10000 samples.*--min_length_samples"):
-        run_pretrain.main(arguments(only_short, tmp_path / "nothing", "--max_steps", "1"))
+        pretrain(arguments(only_short, tmp_path / "nothing", "--max_steps", "1"))
 
 
 def test_small_data_cpu_preset():
-    model_args, data_args, args = run_pretrain.parse_arguments(
+    model_args, data_args, args = pretraining.parse_arguments(
         [str(PRESETS / "asda-small-data-cpu.json"), "--config_overrides", "attention_type=standard"]
     )
-    config = run_pretrain.build_config(model_args)
+    config = pretraining.build_config(model_args)
     # asda-tiny (192 wide, 3 heads) with 4 blocks; the later override merged into the preset's.
     assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == (192, 3, 4)
     assert config.attention_type == "standard" and config.clone_batch == 16

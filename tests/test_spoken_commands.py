@@ -5,18 +5,16 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
+from conftest import import_example
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
 
-import make_spoken_commands  # noqa: E402
+make_spoken_commands = import_example("make_spoken_commands")
 
 
 ALL_COMMANDS = list(make_spoken_commands.COMMANDS)  # before the fixture narrows them

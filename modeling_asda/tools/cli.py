@@ -12,7 +12,7 @@ import sys
 import torch
 from transformers import AutoFeatureExtractor, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor
+from ..feature_extraction_asda import AsdaFeatureExtractor
 
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,19 @@ def load_feature_extractor(
                 "%s has no feature extractor; using the AudioSet one (pass a preset to choose).", model_name_or_path
             )
     return AsdaFeatureExtractor()
+
+
+def setup_logging(log_level: int):
+    """Log to stdout at `log_level` (a Trainer's `get_process_log_level()`): the package, transformers and datasets."""
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    logging.getLogger("modeling_asda").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
 
 
 def default_device() -> str:

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +53,11 @@ from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 from transformers import AutoModel, HfArgumentParser
 
-from .audio_data import decode_audio, load_manifest, prepare_audio_column, scan_audio_files
-from .feature_extraction_asda import AsdaFeatureExtractor
-from .script_utils import (
+from ..data.audio import decode_audio, prepare_audio_column
+from ..data.sources import load_manifest, scan_audio_files
+from ..feature_extraction_asda import AsdaFeatureExtractor
+from .files import write_atomically, write_text_atomically
+from .cli import (
     UsageError,
     check_arguments,
     default_device,
@@ -235,25 +236,8 @@ class ClipFeatures(torch.utils.data.Dataset):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, write):
-    """`write(temporary_path)`, then rename to `path`: `path` is either absent or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def write_json(path: Path, content):
-    def write(temporary):
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=2)
-
-    write_atomically(path, write)
+    write_text_atomically(path, json.dumps(content, indent=2))
 
 
 class NpyWriter:

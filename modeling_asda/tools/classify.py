@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, HfArgumentParser
 
-from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
-from .script_utils import (
+from ..feature_extraction_asda import AsdaFeatureExtractor, load_audio
+from .cli import (
     UsageError,
     check_arguments,
     default_device,

@@ -8,10 +8,11 @@ the default metric and the usage snippet. Every card says that loading needs `tr
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .files import write_text_atomically
 
 
 # Architecture -> (Hub pipeline tag, Auto class used in the snippet).
@@ -28,6 +29,17 @@ PAPERS = {
     "[arXiv:2401.03497](https://arxiv.org/abs/2401.03497); official code "
     "[cwx-worst-one/EAT](https://github.com/cwx-worst-one/EAT))",
 }
+
+
+PRETRAINED_CARD_TEXT = (
+    "Pre-trained with the self-supervised recipe of ASDA / EAT (`examples/run_pretrain.py`): an EMA teacher, inverse "
+    "block masking of 80 % of the patches for several student clones per clip, a CNN decoder, and frame plus "
+    "utterance regression losses. This folder holds the student encoder; fine-tune it with "
+    "`examples/run_finetune.py`."
+)
+# Metrics reported on a fine-tuned model's card, and their Hub metric ids.
+RESULT_METRICS = ("mAP", "mAUC", "d_prime", "accuracy", "top5_accuracy", "loss")
+CARD_METRICS = {"mAP": "mean_average_precision", "mAUC": "roc_auc", "accuracy": "accuracy"}
 
 
 def write_model_card(
@@ -86,9 +98,7 @@ def write_model_card(
     )
     body = _card_body(config, architecture, auto_class, family, repo_id, revision, description)
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        handle.write(str(card))
-    os.replace(handle.name, card_path)
+    write_text_atomically(card_path, str(card))
     return card
 
 
@@ -134,4 +144,63 @@ def _card_body(config, architecture, auto_class, family, repo_id, revision, desc
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-__all__ = ["write_model_card"]
+def finetuning_card_section(args, config, metrics: dict[str, float]) -> str:
+    """The "Fine-tuning" section of a fine-tuned model's card: the recipe of `args` (`AsdaFinetuningArguments`) and
+    the evaluation `metrics`."""
+    if config.problem_type == "multi_label_classification":
+        objective = (
+            f"binary cross-entropy, summed and divided by the number of {args.multilabel_loss_normalization}"
+        )
+    else:
+        objective = f"softmax cross-entropy, label smoothing {args.label_smoothing_factor}"
+    augmentations = []
+    if args.roll_augment:
+        augmentations.append(f"waveform roll + Beta({args.gain_beta}, {args.gain_beta}) + {args.gain_offset} gain")
+    if args.spectrogram_noise:
+        augmentations.append(f"feature noise (scale {args.noise_scale}) + time roll (+-{args.noise_max_shift})")
+    if args.mixup_alpha > 0:
+        augmentations.append(f"mixup alpha {args.mixup_alpha} (probability {args.mixup_prob})")
+    if args.spec_augment_ratio > 0:
+        augmentations.append(f"SpecAugment ratio {args.spec_augment_ratio}")
+    sampling = (
+        f"class-balanced, {args.balanced_samples_per_epoch} clips per epoch"
+        if args.balanced_sampling
+        else "uniform"
+    )
+    rows = [
+        ("objective", objective),
+        (
+            "optimiser",
+            f"AdamW betas ({args.adam_beta1}, {args.adam_beta2}), weight decay {args.weight_decay} "
+            f"({'not on biases and 1-D tensors' if args.exempt_biases_and_1d_from_weight_decay else 'on every parameter'}"
+            f"), layer-wise lr decay {args.layer_decay}",
+        ),
+        (
+            "schedule",
+            f"peak lr {args.learning_rate}, {args.warmup_steps:g} warm-up steps, "
+            + (
+                f"fairseq cosine per layer group to min_lr {args.lr_scheduler_kwargs.get('min_lr', 0.0)}"
+                if args.official_lr_schedule
+                else f"{getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)} {args.lr_scheduler_kwargs}"
+            )
+            + f", {args.max_steps} steps, batch {args.train_batch_size} x {args.gradient_accumulation_steps} "
+            f"accumulation x {args.world_size} processes",
+        ),
+        ("stochastic depth", str(config.drop_path_rate)),
+        ("augmentation", "; ".join(augmentations) or "none"),
+        ("sampling", sampling),
+        ("checkpoint", f"best eval {args.metric_for_best_model}" if args.load_best_model_at_end else "last"),
+    ]
+    recipe = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    results = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if name in RESULT_METRICS)
+    section = (
+        "## Fine-tuning\n\n"
+        "Fine-tuned with `examples/run_finetune.py`, the official ASDA/EAT recipe on the Hugging Face Trainer.\n\n"
+        f"| setting | value |\n|---|---|\n{recipe}\n"
+    )
+    if results:
+        section += f"\n### Results on the evaluation set\n\n| metric | value |\n|---|---|\n{results}\n"
+    return section
+
+
+__all__ = ["CARD_METRICS", "PRETRAINED_CARD_TEXT", "finetuning_card_section", "write_model_card"]
