@@ -33,11 +33,9 @@ from pathlib import Path
 import numpy as np
 from transformers import pipeline
 
-from modeling_asda import load_audio
-
-import run_finetune
-import run_pretrain
 from make_tone_dataset import write_tone_dataset
+from modeling_asda import load_audio
+from modeling_asda.training import finetuning, pretraining
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,18 +61,18 @@ def main():
     print(f"1. wrote 48 training and 24 held-out clips (1 s, 16 kHz) under {data}")
 
     pretrained = args.output_dir / "pretrained"
-    run_pretrain.main([
+    pretraining.run(*pretraining.parse_arguments([
         str(REPO_ROOT / "configuration/pretraining/asda-tiny-smoke.json"),
         "--config_name", TINY, "--config_overrides", DEMO_MODEL,
         "--train_file", str(data / "train.csv"), "--target_length", "128",
         "--max_steps", str(args.pretraining_steps), "--warmup_steps", "6", "--per_device_train_batch_size", "8",
         "--save_strategy", "no", "--logging_steps", "20", "--disable_tqdm", "true",
         "--output_dir", str(pretrained),
-    ])  # fmt: skip
+    ]))  # fmt: skip
     print(f"2. pre-trained a tiny ASDA for {args.pretraining_steps} steps (no labels) -> {pretrained}")
 
     finetuned = args.output_dir / "finetuned"
-    run_finetune.main([
+    result = finetuning.run(*finetuning.parse_arguments([
         "--model_name_or_path", str(pretrained),
         "--train_file", str(data / "train.csv"), "--eval_file", str(data / "eval.csv"),
         "--feature_preset", "audioset", "--target_length", "128",
@@ -83,8 +81,9 @@ def main():
         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
         "--logging_steps", "20", "--disable_tqdm", "true", "--use_cpu", "true", "--report_to", "none",
         "--output_dir", str(finetuned),
-    ])  # fmt: skip
-    print(f"3. fine-tuned it for {args.finetuning_steps} steps -> {finetuned}")
+    ]))  # fmt: skip
+    print(f"3. fine-tuned it for {args.finetuning_steps} steps (training loss {result.metrics['train_loss']:.3f}) "
+          f"-> {finetuned}")  # fmt: skip
 
     classifier = pipeline("audio-classification", model=str(finetuned), device="cpu")
     rows = [line.split(",") for line in (data / "eval.csv").read_text().splitlines()[1:]]

@@ -1,19 +1,14 @@
 """examples/log_mel_baseline.py: the trivial baseline that small-data results are read against."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import import_example
 from modeling_asda import AsdaFeatureExtractor, load_audio
 
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
-
-import log_mel_baseline  # noqa: E402
-from make_tone_dataset import write_tone_dataset  # noqa: E402
+log_mel_baseline = import_example("log_mel_baseline")
+write_tone_dataset = import_example("make_tone_dataset").write_tone_dataset
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@
 standard attention at the same budget? On a synthetic spoken-command corpus (`examples/make_spoken_commands.py`).
 
     apt-get install -y espeak-ng sox
-    PYTHONPATH=. python benchmarks/pretraining_experiment.py         # about 75 minutes on 2 CPU cores
+    PYTHONPATH=. python examples/pretraining_experiment.py         # about 75 minutes on 2 CPU cores
 
 The setting is the one self-supervised pre-training is for: much unlabelled audio, few labels. For every seed and
 both attention types (`differential` = ASDA; `standard` = the same model with plain softmax attention, the paper's
@@ -41,7 +41,6 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -51,15 +50,13 @@ import transformers
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from log_mel_baseline import baseline_accuracy
+from make_spoken_commands import write_corpus
 from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaModel, load_audio
+from modeling_asda.training import finetuning, pretraining
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "examples"))
-import run_finetune  # noqa: E402
-import run_pretrain  # noqa: E402
-from log_mel_baseline import baseline_accuracy  # noqa: E402
-from make_spoken_commands import write_corpus  # noqa: E402
 
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results" / "experiment"
@@ -79,18 +76,18 @@ BASELINE = "baseline/log_mel_statistics"
 PROBE_POOLINGS = {"cls": ("the CLS token", "-"), "patches": ("the patch statistics", "--")}
 # runs.json of another protocol (e.g. probes of the CLS token only) is not resumed from.
 PROTOCOL = 2
-FINETUNING = {"steps": 400, "batch_size": 32, "learning_rate": 5e-4, "pretrained_layer_decay": 0.75}
-# The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy: with mixup and binary
-# cross-entropy no model, pre-trained or not, left chance level within a few hundred steps.
-FINETUNING_RECIPE = ["--mixup_alpha", "0", "--problem_type", "single_label_classification"]
-FEATURE_PRESET, TARGET_LENGTH = PRETRAINING["feature_preset"], PRETRAINING["target_length"]
-FEATURES = ["--feature_preset", FEATURE_PRESET, "--target_length", str(TARGET_LENGTH)]
+# The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy (with mixup and binary
+# cross-entropy no model, pre-trained or not, left chance level within a few hundred steps); layer decay for
+# pre-trained encoders only.
+FINETUNING_PRESET = REPO_ROOT / "configuration/finetuning/small-data-cpu.json"
+FINETUNING = json.loads(FINETUNING_PRESET.read_text())
+FEATURE_PRESET, TARGET_LENGTH = FINETUNING["feature_preset"], FINETUNING["target_length"]
 COMMON_FLAGS = ["--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
 
 
 def model_config(attention_type: str, directory: Path) -> Path:
     """The pre-training preset's model with one attention type, as a json preset for the scripts."""
-    config = run_pretrain.build_config(run_pretrain.ModelArguments(
+    config = pretraining.build_config(pretraining.ModelArguments(
         config_name=str(REPO_ROOT / PRETRAINING["config_name"]),
         config_overrides=f"{PRETRAINING['config_overrides']},attention_type={attention_type}",
     ))  # fmt: skip
@@ -120,15 +117,15 @@ def labelled_subset(corpus: Path, per_word: int, seed: int) -> Path:
 
 def pretrain(corpus: Path, attention_type: str, seed: int, output_dir: Path) -> dict:
     start = time.perf_counter()
-    trainer = run_pretrain.main([
+    result = pretraining.run(*pretraining.parse_arguments([
         str(PRETRAINING_PRESET), "--config_name", str(REPO_ROOT / PRETRAINING["config_name"]),  # from any directory
         "--config_overrides", f"attention_type={attention_type}",  # merged with the preset's overrides
         "--train_file", str(corpus / "pool.csv"), "--save_only_model", "true", "--seed", str(seed),
         "--output_dir", str(output_dir), *COMMON_FLAGS,
-    ])  # fmt: skip
+    ]))  # fmt: skip
     return {
         "seconds": time.perf_counter() - start,
-        "log": [entry for entry in trainer.state.log_history if "frame_loss" in entry],
+        "log": [entry for entry in result.trainer.state.log_history if "frame_loss" in entry],
     }
 
 
@@ -182,28 +179,21 @@ def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Pat
 def finetune(corpus: Path, labelled: Path, init: list[str], layer_decay: float, seed: int, output_dir: Path) -> dict:
     """Fine-tune on the labelled clips, then evaluate the final model on the validation and test voices."""
     start = time.perf_counter()
-    trainer = run_finetune.main([
-        str(REPO_ROOT / "configuration/finetuning/spc2.json"), *init, *FINETUNING_RECIPE,
-        "--train_file", str(labelled), "--eval_file", str(corpus / "validation.csv"), *FEATURES,
-        "--do_train", "--max_steps", str(FINETUNING["steps"]), "--warmup_steps", str(FINETUNING["steps"] // 10),
-        "--learning_rate", str(FINETUNING["learning_rate"]), "--layer_decay", str(layer_decay),
-        "--per_device_train_batch_size", str(FINETUNING["batch_size"]), "--fp16", "false",
-        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
-    ])  # fmt: skip
+    trained = finetuning.run(*finetuning.parse_arguments([
+        str(FINETUNING_PRESET), *init, "--layer_decay", str(layer_decay),
+        "--train_file", str(labelled), "--eval_file", str(corpus / "validation.csv"),
+        "--do_train", "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
+    ]))  # fmt: skip
     seconds = time.perf_counter() - start
-    validation = json.loads((output_dir / "eval_results.json").read_text())
-    test_dir = output_dir / "test"
-    run_finetune.main([
+    tested = finetuning.run(*finetuning.parse_arguments([
         "--model_name_or_path", str(output_dir), "--eval_file", str(corpus / "test.csv"), "--do_eval",
-        "--per_device_eval_batch_size", "64", "--output_dir", str(test_dir), *COMMON_FLAGS,
-    ])  # fmt: skip
-    test = json.loads((test_dir / "eval_results.json").read_text())
+        "--per_device_eval_batch_size", "64", "--output_dir", str(output_dir / "test"), *COMMON_FLAGS,
+    ]))  # fmt: skip
     return {
         "seconds": seconds,
-        "validation_accuracy": validation["eval_accuracy"],
-        "test_accuracy": test["eval_accuracy"],
-        "log": [entry for entry in trainer.state.log_history if "loss" in entry],
+        "validation_accuracy": trained.metrics["eval_accuracy"],
+        "test_accuracy": tested.metrics["eval_accuracy"],
+        "log": [entry for entry in trained.trainer.state.log_history if "loss" in entry],
     }
 
 
@@ -228,7 +218,7 @@ def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs
                 runs[key]["probe_test_accuracy"] = probe_checkpoints(probe, config, seed, pretrained_dir)
                 save()
             starts = {
-                "pretrained": ([f"--model_name_or_path={pretrained_dir}"], FINETUNING["pretrained_layer_decay"]),
+                "pretrained": ([f"--model_name_or_path={pretrained_dir}"], FINETUNING["layer_decay"]),
                 "scratch": ([f"--config_name={config}"], 1.0),
             }
             for start, (init, layer_decay) in starts.items():
@@ -349,12 +339,13 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         f"{PRETRAINING['per_device_train_batch_size']} clips, lr {PRETRAINING['learning_rate']}, config overrides "
         f"`{PRETRAINING['config_overrides']}`, EMA decay annealed over the run; "
         f"{min(pretraining_minutes):.1f}-{max(pretraining_minutes):.1f} min per run. Fine-tuning: "
-        f"{FINETUNING['steps']} steps x {FINETUNING['batch_size']} clips, lr {FINETUNING['learning_rate']}, layer decay "
-        f"{FINETUNING['pretrained_layer_decay']} for pre-trained encoders (none from scratch), the SPC-2 recipe's "
-        f"roll, noise and SpecAugment, no mixup, cross-entropy. Model: `{PRETRAINING['config_name']}` with the "
-        "pre-training preset's overrides.",
+        f"`{FINETUNING_PRESET.relative_to(REPO_ROOT)}`, {FINETUNING['max_steps']} steps x "
+        f"{FINETUNING['per_device_train_batch_size']} clips, lr {FINETUNING['learning_rate']}, layer decay "
+        f"{FINETUNING['layer_decay']} for pre-trained encoders (none from scratch), the SPC-2 recipe's roll, noise and "
+        f"SpecAugment, no mixup, cross-entropy. Model: `{PRETRAINING['config_name']}` with the pre-training preset's "
+        "overrides.",
         "",
-        f"Made by `PYTHONPATH=. python benchmarks/pretraining_experiment.py` ({sum(minutes.values()):.0f} min of "
+        f"Made by `PYTHONPATH=. python examples/pretraining_experiment.py` ({sum(minutes.values()):.0f} min of "
         f"training and evaluation) on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"transformers {transformers.__version__}.",
     ]
