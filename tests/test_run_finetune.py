@@ -294,6 +294,20 @@ def test_presets_hold_the_official_recipes(preset):
         assert args.multilabel_loss_normalization == ("positives" if preset.startswith("as") else "samples")
 
 
+def test_small_data_preset_is_the_documented_recipe():
+    """docs/finetuning.md: cross-entropy without mixup, SPC-2 augmentations, 400 x 32 at 5e-4 (40 warm-up), layer decay
+    0.75, drop-path 0.1, 1-s features, on the CPU."""
+    model_args, data_args, args = finetuning.parse_arguments(
+        [str(PRESETS / "small-data-cpu.json"), "--output_dir", "unused"]
+    )
+    assert model_args.problem_type == "single_label_classification" and model_args.drop_path_rate == 0.1
+    assert (args.mixup_alpha, args.spec_augment_ratio, args.roll_augment, args.spectrogram_noise) == (0.0, 0.2, True, True)
+    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate, args.warmup_steps) == (400, 32, 5e-4, 40)
+    assert args.layer_decay == 0.75 and args.use_cpu and not args.fp16
+    features = AsdaFeatureExtractor.from_preset(data_args.feature_preset, max_length=data_args.target_length)
+    assert (features.max_length, features.mean, features.std) == (128, -6.846, 5.565)
+
+
 def test_command_line_overrides_the_preset(tmp_path):
     preset = str(PRESETS / "esc50.json")
     _, _, args = finetuning.parse_arguments([preset, "--max_steps", "10", "--output_dir", "unused"])
