@@ -143,27 +143,28 @@ class Probe:
             features = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
             self.splits[split] = (features, [row["label"] for row in rows])
 
-    def score(self, embed) -> float:
-        """Test accuracy of a logistic regression on `embed(features)` of the labelled clips."""
-        train = embed(self.splits["train"][0])
-        scaler = StandardScaler().fit(train)
-        classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train), self.splits["train"][1])
-        return float(classifier.score(scaler.transform(embed(self.splits["test"][0])), self.splits["test"][1]))
-
     @torch.no_grad()
     def accuracies(self, model: AsdaModel) -> dict[str, float]:
-        """Probe accuracy of the CLS token, and of every frequency patch's token mean and std over time."""
+        """Probe accuracy of the CLS token, and of every frequency patch's token mean and std over time; the encoder
+        runs once per split."""
         model.eval()
-
-        def last_hidden_states(features):
-            return torch.cat([model(batch).last_hidden_state for batch in features.split(100)])
-
-        def patch_statistics(features):
-            states = last_hidden_states(features)
+        embeddings = {}
+        for split, (features, _) in self.splits.items():
+            states = torch.cat([model(batch).last_hidden_state for batch in features.split(100)])
             grid = states[:, 1:].unflatten(1, (-1, model.config.num_frequency_patches))  # (clips, time, frequency, H)
-            return torch.cat([grid.mean(1), grid.std(1)], dim=-1).flatten(1).numpy()
+            embeddings[split] = {
+                "cls": states[:, 0].numpy(),
+                "patches": torch.cat([grid.mean(1), grid.std(1)], dim=-1).flatten(1).numpy(),
+            }
+        return {
+            pooling: self.score(embeddings["train"][pooling], embeddings["test"][pooling]) for pooling in PROBE_POOLINGS
+        }
 
-        return {"cls": self.score(lambda f: last_hidden_states(f)[:, 0].numpy()), "patches": self.score(patch_statistics)}
+    def score(self, train: np.ndarray, test: np.ndarray) -> float:
+        """Test accuracy of a logistic regression fitted on the labelled clips' embeddings `train`."""
+        scaler = StandardScaler().fit(train)
+        classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train), self.splits["train"][1])
+        return float(classifier.score(scaler.transform(test), self.splits["test"][1]))
 
 
 def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Path) -> dict[int, dict[str, float]]:
@@ -312,7 +313,10 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
             ("scratch", "random (no pre-training)", 0),
             ("pretrained", f"pre-trained {PRETRAINING['max_steps']} steps", PRETRAINING["max_steps"]),
         ):
-            validation, test = finetuned(runs, attention, start, "validation"), finetuned(runs, attention, start, "test")
+            validation, test = (
+                finetuned(runs, attention, start, "validation"),
+                finetuned(runs, attention, start, "test"),
+            )
             if test:
                 lines.append(
                     f"| {attention} | {name} | {mean_std(validation)} | {mean_std(test)} | "
@@ -327,7 +331,9 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         for pooling, (name, _) in PROBE_POOLINGS.items():
             for step, values in probed(runs, attention, pooling).items():
                 lines.append(
-                    f"| probe of {name}, {attention}, step {step} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |"
+                    f"| probe of {name}, {attention}, step {step} | "
+                    + " | ".join(f"{100 * v:.1f}" for v in values)
+                    + " |"
                 )
     minutes = {key: run["seconds"] / 60 for key, run in runs.items()}
     pretraining_minutes = [value for key, value in minutes.items() if key.startswith("pretrain/")]

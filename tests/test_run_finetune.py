@@ -301,8 +301,10 @@ def test_small_data_preset_is_the_documented_recipe():
         [str(PRESETS / "small-data-cpu.json"), "--output_dir", "unused"]
     )
     assert model_args.problem_type == "single_label_classification" and model_args.drop_path_rate == 0.1
-    assert (args.mixup_alpha, args.spec_augment_ratio, args.roll_augment, args.spectrogram_noise) == (0.0, 0.2, True, True)
-    assert (args.max_steps, args.per_device_train_batch_size, args.learning_rate, args.warmup_steps) == (400, 32, 5e-4, 40)
+    augmentations = (args.mixup_alpha, args.spec_augment_ratio, args.roll_augment, args.spectrogram_noise)
+    assert augmentations == (0.0, 0.2, True, True)
+    schedule = (args.max_steps, args.per_device_train_batch_size, args.learning_rate, args.warmup_steps)
+    assert schedule == (400, 32, 5e-4, 40)
     assert args.layer_decay == 0.75 and args.use_cpu and not args.fp16
     features = AsdaFeatureExtractor.from_preset(data_args.feature_preset, max_length=data_args.target_length)
     assert (features.max_length, features.mean, features.std) == (128, -6.846, 5.565)
