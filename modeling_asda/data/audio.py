@@ -27,6 +27,9 @@ from ..feature_extraction_asda import load_audio
 
 logger = logging.getLogger(__name__)
 
+# The official loaders skip clips under 10,000 samples (0.625 s at 16 kHz), counted at each file's own rate.
+OFFICIAL_MIN_LENGTH_SAMPLES = 10_000
+
 
 def prepare_audio_column(dataset: datasets.Dataset, audio_column: str, sampling_rate: int) -> datasets.Dataset:
     """Let `datasets` decode (and resample) an `Audio` column when torchcodec is installed; otherwise keep the encoded

@@ -44,7 +44,12 @@ from transformers import (
     set_seed,
 )
 
-from ..data.audio import decode_audio, drop_short_clips, prepare_audio_column
+from ..data.audio import (
+    OFFICIAL_MIN_LENGTH_SAMPLES,
+    decode_audio,
+    drop_short_clips,
+    prepare_audio_column,
+)
 from ..data.labels import LabelVocabulary
 from ..data.sources import (
     AudioDataArguments,
@@ -67,8 +72,6 @@ logger = logging.getLogger(__name__)
 
 LOSS_NORMALIZATIONS = ("positives", "samples", "entries")
 LABEL_IDS = "label_ids"
-# The official fine-tuning loader skips clips under 10,000 samples (0.625 s at 16 kHz).
-OFFICIAL_MIN_LENGTH_SAMPLES = 10_000
 
 
 @dataclass

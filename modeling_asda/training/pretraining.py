@@ -28,7 +28,12 @@ import torch
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed
 
 from ..configuration_asda import AsdaConfig
-from ..data.audio import decode_audio, drop_short_clips, prepare_audio_column
+from ..data.audio import (
+    OFFICIAL_MIN_LENGTH_SAMPLES,
+    decode_audio,
+    drop_short_clips,
+    prepare_audio_column,
+)
 from ..data.sources import AudioDataArguments, load_audio_dataset
 from ..feature_extraction_asda import AsdaFeatureExtractor
 from ..modeling_asda import AsdaForPreTraining, AsdaModel
@@ -85,7 +90,8 @@ class DataArguments(AudioDataArguments):
     )
     target_length: int = field(default=1024, metadata={"help": "Frames per clip: longer clips are cut, shorter padded."})
     min_length_samples: int = field(
-        default=10_000, metadata={"help": "Skip clips shorter than this many samples (the official loader). 0: keep all."}
+        default=OFFICIAL_MIN_LENGTH_SAMPLES,
+        metadata={"help": "Skip clips shorter than this many samples (the official loader). 0: keep all."},
     )
 
 
