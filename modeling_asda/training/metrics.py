@@ -11,43 +11,44 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Evaluation metrics of the official recipes: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy
-(single-label). The package's only importer of scikit-learn."""
+"""Evaluation metrics of the official recipes, computed by the `evaluate` modules shipped in `modeling_asda/metrics/`
+(loaded by local path, so they work offline): mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy
+(single-label)."""
 
-import math
+import functools
 from dataclasses import dataclass
-from statistics import NormalDist
+from pathlib import Path
 
+import evaluate
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
 from transformers import EvalPrediction
 
 
+METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
+
+
+@functools.cache
+def load_metric(name: str) -> evaluate.EvaluationModule:
+    """The `evaluate` module `modeling_asda/metrics/<name>`, loaded once per process. It keeps its inputs in memory,
+    so that processes of a distributed evaluation never share a cache file."""
+    path = METRICS_DIR / name
+    if not (path / f"{name}.py").is_file():
+        available = sorted(folder.name for folder in METRICS_DIR.iterdir() if (folder / f"{folder.name}.py").is_file())
+        raise ValueError(f"No metric {name!r} in {METRICS_DIR}; available: {', '.join(available)}")
+    return evaluate.load(str(path), keep_in_memory=True)
+
 
 def per_class_average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """scikit-learn average precision of every class; NaN for classes without a positive clip."""
-    targets = targets >= 0.5
-    return np.array(
-        [
-            average_precision_score(targets[:, k], scores[:, k]) if targets[:, k].any() else np.nan
-            for k in range(targets.shape[1])
-        ]
-    )
+    """Average precision of every class (targets >= 0.5 are positives); NaN for classes without a positive clip."""
+    return np.array(_multi_label_metric("mean_average_precision", scores, targets)["average_precision"])
 
 
 def multi_label_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """mAP (NaN-mean of per-class AP, as the official eval), mAUC (classes with both outcomes) and d' = sqrt(2) *
-    Phi^-1(mAUC). Scores may be logits or sigmoid outputs: all three are rank statistics."""
-    targets = targets >= 0.5
-    average_precision = per_class_average_precision(scores, targets)
-    both_outcomes = targets.any(axis=0) & ~targets.all(axis=0)
-    aucs = [roc_auc_score(targets[:, k], scores[:, k]) for k in np.flatnonzero(both_outcomes)]
-    metrics = {"mAP": float(np.nanmean(average_precision)) if targets.any() else math.nan}
-    metrics["mAUC"] = float(np.mean(aucs)) if aucs else math.nan
-    metrics["d_prime"] = (
-        math.sqrt(2.0) * NormalDist().inv_cdf(metrics["mAUC"]) if 0 < metrics["mAUC"] < 1 else math.nan
-    )
-    return metrics
+    """mAP (mean AP of classes with a positive, as the official eval), mAUC (classes with both outcomes) and d' =
+    sqrt(2) * Phi^-1(mAUC). Scores may be logits or sigmoid outputs: all three are rank statistics."""
+    average_precision = _multi_label_metric("mean_average_precision", scores, targets)
+    auc = _multi_label_metric("mean_roc_auc", scores, targets)
+    return {"mAP": average_precision["mAP"], "mAUC": auc["mAUC"], "d_prime": auc["d_prime"]}
 
 
 def single_label_metrics(scores: np.ndarray, labels: np.ndarray, top_k: int = 5) -> dict[str, float]:
@@ -55,13 +56,17 @@ def single_label_metrics(scores: np.ndarray, labels: np.ndarray, top_k: int = 5)
     `(clips, classes)` one-hot targets."""
     if labels.ndim == 2:
         labels = labels.argmax(axis=1)
-    metrics = {"accuracy": float((scores.argmax(axis=1) == labels).mean())}
-    num_labels = scores.shape[1]
-    if num_labels > top_k:
-        metrics[f"top{top_k}_accuracy"] = float(
-            top_k_accuracy_score(labels, scores, k=top_k, labels=np.arange(num_labels))
-        )
+    accuracy = load_metric("top_k_accuracy")
+    metrics = {"accuracy": accuracy.compute(prediction_scores=scores, references=labels)["accuracy"]}
+    if scores.shape[1] > top_k:
+        top_k_accuracy = accuracy.compute(prediction_scores=scores, references=labels, k=top_k)
+        metrics[f"top{top_k}_accuracy"] = top_k_accuracy["accuracy"]
     return metrics
+
+
+def _multi_label_metric(name: str, scores: np.ndarray, targets: np.ndarray) -> dict:
+    """The multi-label module `name` on (clips, classes) scores and targets, targets >= 0.5 counting as positives."""
+    return load_metric(name).compute(prediction_scores=scores, references=(np.asarray(targets) >= 0.5).astype(np.int8))
 
 
 @dataclass
@@ -77,4 +82,10 @@ class AudioClassificationMetrics:
         return multi_label_metrics(logits, labels) if self.multi_label else single_label_metrics(logits, labels)
 
 
-__all__ = ["AudioClassificationMetrics", "multi_label_metrics", "per_class_average_precision", "single_label_metrics"]
+__all__ = [
+    "AudioClassificationMetrics",
+    "load_metric",
+    "multi_label_metrics",
+    "per_class_average_precision",
+    "single_label_metrics",
+]
