@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # The CPU build of torch 2.13 (an unpinned torch would pull several GB of CUDA wheels).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test test test-all demo
+.PHONY: install install-test test test-all demo small-data-figure
 
 # `make demo` installs the package with its training extra only, so that a test extra can never hide a missing
 # requirement of the main job.
@@ -33,3 +33,10 @@ test-all: install-test
 
 demo: install
 	$(PYTHON) examples/quickstart.py
+
+# The small-data figure of docs/finetuning.md (pre-training + fine-tuning presets, seed 0, differential attention)
+# on the synthetic spoken commands; needs espeak-ng and sox (apt-get install -y espeak-ng sox); ~15 min on 2 cores.
+small-data-figure: install
+	$(PYTHON) -m pip install --quiet -e ".[plots]"
+	PYTHONPATH=. $(PYTHON) examples/pretraining_experiment.py --seeds 0 --attention_types differential \
+		--work_dir outputs/small-data --results_dir outputs/small-data/results

@@ -115,13 +115,17 @@ def labelled_subset(corpus: Path, per_word: int, seed: int) -> Path:
     return path
 
 
-def pretrain(corpus: Path, attention_type: str, seed: int, output_dir: Path) -> dict:
+def pretrain(
+    corpus: Path, attention_type: str, seed: int, output_dir: Path, pool: Path | None = None, flags: tuple = ()
+) -> dict:
+    """Pre-train with the small-data preset on the unlabelled `pool` (default: the corpus's whole pool); `flags`
+    override the preset (e.g. `--max_steps`)."""
     start = time.perf_counter()
     result = pretraining.run(*pretraining.parse_arguments([
         str(PRETRAINING_PRESET), "--config_name", str(REPO_ROOT / PRETRAINING["config_name"]),  # from any directory
         "--config_overrides", f"attention_type={attention_type}",  # merged with the preset's overrides
-        "--train_file", str(corpus / "pool.csv"), "--save_only_model", "true", "--seed", str(seed),
-        "--output_dir", str(output_dir), *COMMON_FLAGS,
+        "--train_file", str(pool or corpus / "pool.csv"), "--save_only_model", "true", "--seed", str(seed),
+        "--output_dir", str(output_dir), *COMMON_FLAGS, *flags,
     ]))  # fmt: skip
     return {
         "seconds": time.perf_counter() - start,
@@ -167,23 +171,29 @@ class Probe:
         return float(classifier.score(scaler.transform(test), self.splits["test"][1]))
 
 
-def probe_checkpoints(probe: Probe, config: Path, seed: int, pretrained_dir: Path) -> dict[int, dict[str, float]]:
+def probe_checkpoints(
+    probe: Probe, config: Path, seed: int, pretrained_dir: Path, max_steps: int = PRETRAINING["max_steps"]
+) -> dict[int, dict[str, float]]:
     """Probe accuracies at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
     torch.manual_seed(seed)
     accuracies = {0: probe.accuracies(AsdaModel(AsdaConfig.from_pretrained(config)))}
-    for step in range(PRETRAINING["save_steps"], PRETRAINING["max_steps"] + 1, PRETRAINING["save_steps"]):
+    for step in range(PRETRAINING["save_steps"], max_steps + 1, PRETRAINING["save_steps"]):
         encoder = AsdaModel.from_pretrained(pretrained_dir / f"checkpoint-{step}")  # the student of the checkpoint
         accuracies[step] = probe.accuracies(encoder)
     return accuracies
 
 
-def finetune(corpus: Path, labelled: Path, init: list[str], layer_decay: float, seed: int, output_dir: Path) -> dict:
-    """Fine-tune on the labelled clips, then evaluate the final model on the validation and test voices."""
+def finetune(
+    corpus: Path, labelled: Path, init: list[str], layer_decay: float, seed: int, output_dir: Path, flags: tuple = ()
+) -> dict:
+    """Fine-tune on the labelled clips, then evaluate the final model on the validation and test voices; `flags`
+    override the preset (e.g. `--eval_strategy steps` for a validation curve)."""
     start = time.perf_counter()
     trained = finetuning.run(*finetuning.parse_arguments([
         str(FINETUNING_PRESET), *init, "--layer_decay", str(layer_decay),
         "--train_file", str(labelled), "--eval_file", str(corpus / "validation.csv"),
         "--do_train", "--logging_steps", "10", "--seed", str(seed), "--output_dir", str(output_dir), *COMMON_FLAGS,
+        *flags,
     ]))  # fmt: skip
     seconds = time.perf_counter() - start
     tested = finetuning.run(*finetuning.parse_arguments([
@@ -195,10 +205,17 @@ def finetune(corpus: Path, labelled: Path, init: list[str], layer_decay: float, 
         "validation_accuracy": trained.metrics["eval_accuracy"],
         "test_accuracy": tested.metrics["eval_accuracy"],
         "log": [entry for entry in trained.trainer.state.log_history if "loss" in entry],
+        "validation_curve": [
+            (entry["step"], entry["eval_accuracy"])
+            for entry in trained.trainer.state.log_history
+            if "eval_accuracy" in entry
+        ],
     }
 
 
-def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs: dict, save) -> None:
+def run_all(
+    corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], attention_types: list[str], runs: dict, save
+) -> None:
     probe = None
     if BASELINE not in runs:
         start = time.perf_counter()
@@ -207,7 +224,7 @@ def run_all(corpus: Path, labelled: Path, work_dir: Path, seeds: list[int], runs
         runs[BASELINE] = {"test_accuracy": accuracy, "seconds": time.perf_counter() - start}
         save()
     for seed in seeds:
-        for attention in ATTENTION_TYPES:
+        for attention in attention_types:
             config = model_config(attention, work_dir / "configs")
             pretrained_dir = work_dir / f"pretrain/{attention}/seed{seed}"
             key = f"pretrain/{attention}/seed{seed}"
@@ -363,6 +380,8 @@ def main():
     parser.add_argument("--work_dir", type=Path, default=REPO_ROOT / "outputs" / "experiment")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--corpus_seed", type=int, default=0)
+    parser.add_argument("--attention_types", nargs="+", default=list(ATTENTION_TYPES), choices=ATTENTION_TYPES)
+    parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR, help="where runs.json and the report go")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     transformers.utils.logging.set_verbosity_error()
@@ -374,8 +393,8 @@ def main():
     corpus_summary = json.loads((corpus / "corpus.json").read_text())
     labelled = labelled_subset(corpus, LABELLED_PER_WORD, args.corpus_seed)
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    runs_file = RESULTS_DIR / "runs.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    runs_file = args.results_dir / "runs.json"
     saved = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     runs = saved.get("runs", {}) if saved.get("protocol") == PROTOCOL else {}
 
@@ -383,10 +402,10 @@ def main():
         runs_file.write_text(json.dumps({"protocol": PROTOCOL, "runs": runs}, indent=1) + "\n", encoding="utf-8")
         print(f"[{(time.perf_counter() - start) / 60:.1f} min] {len(runs)} runs done", flush=True)
 
-    run_all(corpus, labelled, args.work_dir, args.seeds, runs, save)
-    write_plots(runs, args.seeds[0], RESULTS_DIR / "experiment.png")
+    run_all(corpus, labelled, args.work_dir, args.seeds, args.attention_types, runs, save)
+    write_plots(runs, args.seeds[0], args.results_dir / "experiment.png")
     report = write_report(runs, corpus_summary, args.seeds)
-    (RESULTS_DIR / "RESULTS.md").write_text(report, encoding="utf-8")
+    (args.results_dir / "RESULTS.md").write_text(report, encoding="utf-8")
     print(report)
 
 
