@@ -23,7 +23,7 @@ from conftest import import_example
 from modeling_asda.data.labels import LabelVocabulary
 from modeling_asda.data.shards import EndlessStream, load_shards, main as pack_main, read_index, stream_shards
 from modeling_asda.training import finetuning, pretraining
-from modeling_asda.training.pretraining import AsdaPretrainingTrainer
+from modeling_asda.training.pretraining import AsdaPretrainingTrainer, SpectrogramTransform
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +119,13 @@ def test_pack_writes_fixed_size_shards_labels_events_and_a_checkable_index(tones
     with pytest.raises(FileNotFoundError, match="missing"):
         read_index(output)
 
+    # A clip that is not audio stops the packing with its name, and leaves no folder behind.
+    (tmp_path / "notes.wav").write_text("not audio")
+    (tmp_path / "bad.csv").write_text("audio,label\nnotes.wav,low\n")
+    with pytest.raises(ValueError, match="Cannot read clip notes.wav as audio"):
+        pack_main(["--manifest", str(tmp_path / "bad.csv"), "--output_dir", str(tmp_path / "bad-shards")])
+    assert not [path for path in tmp_path.iterdir() if "bad-shards" in path.name]
+
 
 def test_uneven_shards_split_across_processes_stream_without_end(unlabelled):
     """5 + 5 + 2 clips over two processes: each reads whole shards of its own, the first passes together hold every
@@ -190,8 +197,9 @@ def logged(output_dir) -> dict[int, dict]:
 
 def test_streamed_pretraining_resumes_at_the_same_data_position(unlabelled, tmp_path, monkeypatch):
     """Killed in update 5 of 6 and resumed from the step-3 checkpoint (batches of 3 from 12 clips: 9 clips into the
-    first pass, the resumed steps cross into the second): the resumed losses equal the uninterrupted run's.
-    Restarting the stream instead (--ignore_data_skip) changes them, so the equality is the data position's doing."""
+    first pass, the resumed steps cross into the second): the resumed losses equal the uninterrupted run's, and the
+    resumed run computed the spectrograms of its own 9 clips only (Trainer's replay of the consumed batches would
+    have read 18). Restarting the stream instead (--ignore_data_skip) changes the losses."""
     _, shards = unlabelled
     pretraining.run(*pretraining.parse_arguments(pretraining_arguments(shards, tmp_path / "straight")))
     straight = logged(tmp_path / "straight")
@@ -211,12 +219,21 @@ def test_streamed_pretraining_resumes_at_the_same_data_position(unlabelled, tmp_
     checkpoint = tmp_path / "killed" / "checkpoint-3"
     assert (checkpoint / "data_state_0.pt").is_file() and not (tmp_path / "killed" / "checkpoint-6").exists()
 
+    transformed, transform = [], SpectrogramTransform.__call__
+
+    def counted_transform(self, batch):
+        transformed.append(len(batch["audio"]))
+        return transform(self, batch)
+
+    monkeypatch.setattr(SpectrogramTransform, "__call__", counted_transform)
     for output, extra in (("killed", []), ("restarted", ["--ignore_data_skip", "true"])):
         if output == "restarted":
             (tmp_path / "restarted").mkdir()
             os.symlink(checkpoint, tmp_path / "restarted" / "checkpoint-3")
-        pretraining.run(*pretraining.parse_arguments(pretraining_arguments(
-            shards, tmp_path / output, "--resume_from_checkpoint", str(tmp_path / output / "checkpoint-3"), *extra)))  # fmt: skip
+        resume = ["--resume_from_checkpoint", str(tmp_path / output / "checkpoint-3")]
+        pretraining.run(*pretraining.parse_arguments(pretraining_arguments(shards, tmp_path / output, *resume, *extra)))
+        if output == "killed":
+            assert sum(transformed) == 3 * 3
     resumed, restarted = logged(tmp_path / "killed"), logged(tmp_path / "restarted")
     for step in range(4, 7):
         for term in ("loss", "frame_loss", "utterance_loss"):

@@ -44,6 +44,7 @@ import torch
 from datasets.distributed import split_dataset_by_node
 
 from .audio import _encoded_source
+from .labels import LabelVocabulary
 from .sources import is_multi_label_column, label_strings, load_audio_dataset
 
 
@@ -138,11 +139,10 @@ def pack_shards(
     labels = multi_label = None
     if label_column is not None:
         multi_label = is_multi_label_column(dataset, label_column, label_separator)
+        names = LabelVocabulary([], {}, multi_label, label_separator)  # splits separator-joined strings
         labels = [
-            ([name.strip() for name in value.split(label_separator) if name.strip()] if isinstance(value, str)
-             else [str(name) for name in value]) if multi_label else str(value)
-            for value in label_strings(dataset, label_column)
-        ]  # fmt: skip
+            names.split(value) if multi_label else str(value) for value in label_strings(dataset, label_column)
+        ]
         features[LABEL] = datasets.List(datasets.Value("string")) if multi_label else datasets.Value("string")
     if events is not None:
         features[EVENTS] = EVENT_FEATURE
@@ -160,7 +160,10 @@ def pack_shards(
             columns = {name: [] for name in features}
             for row, value in zip(rows, dataset.select(rows)[audio_column]):
                 encoded, name = _file_bytes(value)
-                info = soundfile.info(io.BytesIO(encoded))
+                try:
+                    info = soundfile.info(io.BytesIO(encoded))
+                except soundfile.LibsndfileError as error:
+                    raise ValueError(f"Cannot read clip {name or row} as audio: {error}.") from error
                 columns[AUDIO].append({"bytes": encoded, "path": name})
                 columns["num_samples"].append(info.frames)
                 columns["sampling_rate"].append(info.samplerate)

@@ -670,8 +670,8 @@ def run(
         raise ValueError("Training needs --train_file, --train_dir, --dataset_name or --train_shards.")
     if eval_split is None and (not training_args.do_train or training_args.eval_strategy != "no"):
         raise ValueError(
-            "No evaluation data: give --eval_file, --eval_dir, --eval_shards or --dataset_name (the recipes keep the best "
-            "checkpoint on it), or train without it with --eval_strategy no --load_best_model_at_end false."
+            "No evaluation data: give --eval_file, --eval_dir, --eval_shards or --dataset_name (the recipes keep the "
+            "best checkpoint on it), or train without it with --eval_strategy no --load_best_model_at_end false."
         )
     reference = train_split if train_split is not None else eval_split
     multi_label = data_args.multi_label

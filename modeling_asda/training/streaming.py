@@ -52,8 +52,8 @@ def stream_training_clips(data_args, training_args, transform, min_samples: int,
         raise ValueError("--max_train_samples selects from map-style data; pack fewer clips into the shards instead.")
     if "epoch" in (training_args.save_strategy, training_args.eval_strategy):
         logger.warning(
-            "A stream has no epochs: Trainer's epoch is the whole run, so an 'epoch' save or eval strategy acts only at "
-            "its end. Use --save_strategy steps --save_steps N (and --eval_strategy steps --eval_steps N)."
+            "A stream has no epochs: Trainer's epoch is the whole run, so an 'epoch' save or eval strategy acts only "
+            "at its end. Use --save_strategy steps --save_steps N (and --eval_strategy steps --eval_steps N)."
         )
     dataset = stream_shards(
         data_args.train_shards,
