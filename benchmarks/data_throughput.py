@@ -96,7 +96,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0  # a pause at the end of each pass, not a per-clip cost
     datasets.disable_progress_bars()
     feature_extractor = AsdaFeatureExtractor.from_preset("audioset", max_length=1024)
     rows = []

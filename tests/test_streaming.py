@@ -35,13 +35,6 @@ TINY_PRETRAINING = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_pause_between_passes(monkeypatch):
-    """datasets pauses 5 s when a pass over parquet shards ends (an Arrow threading workaround): nothing at AudioSet
-    scale, most of the time of these tiny passes."""
-    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
-
-
 def names_and_lengths(example_batch) -> dict:
     """A batch transform that keeps what identifies a clip: its file name and length."""
     return {"name": [audio["path"] for audio in example_batch["audio"]], "num_samples": example_batch["num_samples"]}
