@@ -21,7 +21,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from conftest import import_example
 from modeling_asda.data.labels import LabelVocabulary
-from modeling_asda.data.shards import EndlessStream, load_shards, main as pack_main, read_index, stream_shards
+from modeling_asda.data.shards import EndlessStream, load_shards, pack_shards, read_index, stream_shards
+from modeling_asda.data.shards import main as pack_main
 from modeling_asda.training import finetuning, pretraining
 from modeling_asda.training.pretraining import AsdaPretrainingTrainer, SpectrogramTransform
 
@@ -118,6 +119,19 @@ def test_pack_writes_fixed_size_shards_labels_events_and_a_checkable_index(tones
     with pytest.raises(ValueError, match="Cannot read clip notes.wav as audio"):
         pack_main(["--manifest", str(tmp_path / "bad.csv"), "--output_dir", str(tmp_path / "bad-shards")])
     assert not [path for path in tmp_path.iterdir() if "bad-shards" in path.name]
+
+
+def test_pack_a_datasets_dataset_with_audio_and_class_label_columns(tones, tmp_path):
+    """A `datasets` dataset (Audio feature, ClassLabel ids) packs like a manifest: class names, the files' bytes."""
+    paths = [str(tones / "audio" / "eval" / f"{index}.wav") for index in range(4)]
+    dataset = datasets.Dataset.from_dict({"audio": paths, "label": [0, 1, 1, 0]})
+    dataset = dataset.cast_column("audio", datasets.Audio()).cast_column("label", datasets.ClassLabel(names=["a", "b"]))
+    index = pack_shards(dataset, tmp_path / "shards", clips_per_shard=3, label_column="label", shuffle=False)
+    assert [shard["num_clips"] for shard in index["shards"]] == [3, 1] and index["multi_label"] is False
+    assert index["labels"] == {"a": 2, "b": 2} and index["shards"][1]["labels"] == {"a": 1}
+    packed = load_shards(tmp_path / "shards")
+    assert packed["label"] == ["a", "b", "b", "a"]
+    assert [audio["bytes"] for audio in packed["audio"]] == [Path(path).read_bytes() for path in paths]
 
 
 def test_uneven_shards_split_across_processes_stream_without_end(unlabelled):
