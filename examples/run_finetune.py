@@ -18,8 +18,9 @@
         --train_file train.csv --eval_file eval.csv --label_file audioset_labels.csv --output_dir asda-as20k --do_train
 
 A preset (`configuration/finetuning/{as2m,as20k,esc50,spc2}.json`, given first) holds a dataset's official values; the
-flags after it override them. Data: `--dataset_name` (Hub), `--train_dir`/`--eval_dir` (`<dir>/<label>/<clip>`)
-or `--train_file`/`--eval_file` (csv/tsv with a header; multi-label rows join labels with `--label_separator`).
+flags after it override them. Data: `--dataset_name` (Hub), `--train_dir`/`--eval_dir` (`<dir>/<label>/<clip>`),
+`--train_file`/`--eval_file` (csv/tsv with a header; multi-label rows join labels with `--label_separator`) or
+`--train_shards`/`--eval_shards` (written by `asda-pack`; training shards are streamed, see docs/scaling.md).
 With `--do_eval` alone, the model is evaluated like the official `eval.py`. The recipe is
 `modeling_asda.training.finetuning`; see docs/finetuning.md.
 """

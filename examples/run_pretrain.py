@@ -22,7 +22,8 @@
 A preset (given first) holds the official values; the flags after it override them (`--config_overrides` adds to the
 preset's). `asda-small-data-cpu.json` is a short run of a small model on a few hundred 1-s clips on a CPU. Unlabelled
 audio comes from `--train_dir` (every audio file below it), `--train_file` (a csv/tsv manifest with a header and an
-`audio` column of paths) or `--dataset_name` (a `datasets` dataset with an audio column). Spectrograms are computed on
+`audio` column of paths), `--dataset_name` (a `datasets` dataset with an audio column) or `--train_shards` (parquet
+shards written by `asda-pack`, streamed; see docs/scaling.md). Spectrograms are computed on
 the fly in the data-loader workers. The output folder holds the student encoder, which `AsdaModel.from_pretrained`
 loads (with `--keep_pretraining_modules`, the whole `AsdaForPreTraining`); `checkpoint-*` folders resume a run
 exactly (`--resume_from_checkpoint`). The recipe is `modeling_asda.training.pretraining`.

@@ -40,6 +40,21 @@ class AudioDataArguments:
     train_file: str | None = field(default=None, metadata={"help": "Training csv/tsv manifest with a header."})
     audio_column_name: str = field(default="audio", metadata={"help": "Column with the audio (manifests: paths)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training clips."})
+    train_shards: str | None = field(
+        default=None,
+        metadata={"help": "Folder of parquet shards written by asda-pack (with its index.json), streamed by default."},
+    )
+    streaming: bool = field(
+        default=True,
+        metadata={"help": "Stream --train_shards; false loads them map-style (random access, e.g. balanced sampling)."},
+    )
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata={
+            "help": "Clips in the shuffle buffer of a stream (shard order is reshuffled every pass too). Resuming "
+            "drops the buffer's clips from that pass; 1 makes a resumed run repeat an uninterrupted one exactly."
+        },
+    )
 
 
 def label_strings(dataset: datasets.Dataset, label_column: str) -> list:
@@ -126,18 +141,26 @@ def load_audio_dataset(
     file: str | None = None,
     folder: str | None = None,
     dataset_name: str | None = None,
+    shards: str | None = None,
     dataset_config_name: str | None = None,
     split_name: str = "train",
     audio_column: str = "audio",
     label_column: str | None = "label",
     **load_kwargs,
 ) -> datasets.Dataset | None:
-    """The `split` ("train", "eval") from the one source given for it (`--{split}_file`, `--{split}_dir` or
-    `--dataset_name`), or None when none is. Folders are `<folder>/<label>/<clip>`, or with `label_column=None`
-    (unlabelled audio) every audio file below them; `load_kwargs` go to `datasets.load_dataset`."""
-    given = [source for source in (file, folder, dataset_name) if source]
+    """The `split` ("train", "eval") from the one source given for it (`--{split}_file`, `--{split}_dir`,
+    `--dataset_name` or `--{split}_shards`, read map-style), or None when none is. Folders are
+    `<folder>/<label>/<clip>`, or with `label_column=None` (unlabelled audio) every audio file below them;
+    `load_kwargs` go to `datasets.load_dataset`. Shards keep their own column names (`audio`, `label`)."""
+    given = [source for source in (file, folder, dataset_name, shards) if source]
     if len(given) > 1:
-        raise ValueError(f"Give one {split} source: --{split}_file, --{split}_dir or --dataset_name (got {given}).")
+        raise ValueError(
+            f"Give one {split} source: --{split}_file, --{split}_dir, --dataset_name or --{split}_shards (got {given})."
+        )
+    if shards:
+        from .shards import load_shards  # shards.py packs what this module loads
+
+        return load_shards(shards)
     if file:
         return load_manifest(file, audio_column, label_column)
     if folder:

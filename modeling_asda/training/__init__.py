@@ -1,5 +1,6 @@
 """The training recipes (`pretraining`, `finetuning`) and their shared pieces: the optimiser rule (`optim`), the
-augmentations (`augment`), class-balanced sampling (`sampling`) and the metrics (`metrics`)."""
+augmentations (`augment`), class-balanced sampling (`sampling`), training from streamed shards (`streaming`) and the
+metrics (`metrics`)."""
 
 from dataclasses import dataclass
 from pathlib import Path

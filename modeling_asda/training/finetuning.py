@@ -20,7 +20,7 @@ Where each piece runs, in the official order:
     per batch (`AsdaFinetuningTrainer.compute_loss`, on the device, training only):
         mixup of the batch with its reverse -> SpecAugment (one frequency and one time mask per clip)
     optimiser: AdamW with layer-wise lr decay groups, each on fairseq's cosine schedule (`optim.py`)
-    sampler: class-balanced multinomial draws for AudioSet-2M (`sampling.py`)
+    sampler: class-balanced multinomial draws for AudioSet-2M (`sampling.py`), or a stream of shards (`streaming.py`)
     metrics: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy (single-label) (`metrics.py`)
 """
 
@@ -51,6 +51,7 @@ from ..data.audio import (
     prepare_audio_column,
 )
 from ..data.labels import LabelVocabulary
+from ..data.shards import LABEL, read_index
 from ..data.sources import (
     AudioDataArguments,
     class_label_names,
@@ -66,6 +67,7 @@ from .augment import mixup, noise_and_roll, roll_and_gain, spec_augment
 from .metrics import AudioClassificationMetrics, per_class_average_precision
 from .optim import WeightDecayArguments, layer_decay_parameter_groups, official_cosine_schedule
 from .sampling import ClassBalancedSampler, class_balanced_weights
+from .streaming import StreamingTrainerMixin, stream_training_clips
 
 
 logger = logging.getLogger(__name__)
@@ -129,6 +131,9 @@ class DataArguments(AudioDataArguments):
     eval_split_name: str = field(default="validation", metadata={"help": "Evaluation split of --dataset_name."})
     eval_dir: str | None = field(default=None, metadata={"help": "Evaluation audio folder: <dir>/<label>/<clip>."})
     eval_file: str | None = field(default=None, metadata={"help": "Evaluation csv/tsv manifest with a header."})
+    eval_shards: str | None = field(
+        default=None, metadata={"help": "Evaluation shards written by asda-pack (read map-style)."}
+    )
     label_column_name: str = field(default="label", metadata={"help": "Column with the label(s)."})
     label_file: str | None = field(
         default=None,
@@ -348,7 +353,7 @@ class AudioClassificationTransform:
         }
 
 
-class AsdaFinetuningTrainer(Trainer):
+class AsdaFinetuningTrainer(StreamingTrainerMixin, Trainer):
     """Trainer with the official fine-tuning recipe; its `args` are an `AsdaFinetuningArguments`.
 
     - optimiser: AdamW (from `--optim`) over `layer_decay_parameter_groups`, built in `create_optimizer`, so DDP, FSDP
@@ -356,6 +361,7 @@ class AsdaFinetuningTrainer(Trainer):
     - training batches get mixup then SpecAugment on the device (`compute_loss`), from a generator seeded with
       `seed + process_index`;
     - `train_sample_weights` + `args.balanced_sampling` replace the random sampler by `ClassBalancedSampler`;
+    - a streamed training set (`EndlessStream`) is read and resumed as `StreamingTrainerMixin` says;
     - the loss is the recipe's (`recipe_loss`, Trainer's `compute_loss_func`): label smoothing of the training targets,
       and the summed loss divided by the global number of positive targets, clips or entries of the batch, counted
       over gradient accumulation and processes in `_get_num_items_in_batch`.
@@ -532,6 +538,7 @@ def load_split(data_args: DataArguments, model_args: ModelArguments, split: str)
         file=getattr(data_args, f"{split}_file"),
         folder=getattr(data_args, f"{split}_dir"),
         dataset_name=data_args.dataset_name,
+        shards=getattr(data_args, f"{split}_shards"),
         dataset_config_name=data_args.dataset_config_name,
         split_name=getattr(data_args, f"{split}_split_name"),
         audio_column=data_args.audio_column_name,
@@ -541,8 +548,11 @@ def load_split(data_args: DataArguments, model_args: ModelArguments, split: str)
     )
 
 
-def build_vocabulary(data_args, reference: datasets.Dataset, multi_label: bool, model_config=None) -> LabelVocabulary:
-    """Class list: the label file, else the evaluated model's labels, else ClassLabel names, else the training labels."""
+def build_vocabulary(
+    data_args, reference: datasets.Dataset | None, multi_label: bool, model_config=None, shard_index=None
+) -> LabelVocabulary:
+    """Class list: the label file, else the evaluated model's labels, else those counted in the index of streamed
+    shards, else ClassLabel names, else the training labels."""
     separator = data_args.label_separator
     if data_args.label_file:
         vocabulary = LabelVocabulary.from_label_file(data_args.label_file, multi_label, separator)
@@ -552,6 +562,8 @@ def build_vocabulary(data_args, reference: datasets.Dataset, multi_label: bool, 
     if model_config is not None:
         names = [model_config.id2label[index] for index in range(model_config.num_labels)]
         return LabelVocabulary.from_names(names, multi_label, separator)
+    if shard_index is not None:
+        return LabelVocabulary.from_values([[name] for name in shard_index["labels"]], multi_label, separator)
     names = class_label_names(reference, data_args.label_column_name)
     if names is not None:
         return LabelVocabulary.from_names(names, multi_label, separator)
@@ -640,18 +652,32 @@ def run(
         raise ValueError("Evaluation needs a fine-tuned --model_name_or_path.")
     set_seed(training_args.seed)
 
-    train_split = load_split(data_args, model_args, "train") if training_args.do_train else None
+    stream_index = None
+    if training_args.do_train and data_args.train_shards and data_args.streaming:
+        if training_args.balanced_sampling:
+            raise ValueError(
+                "Class-balanced sampling draws clips by index, which a stream cannot: load the shards map-style with "
+                "--streaming false (or pass --balanced_sampling false to stream them)."
+            )
+        stream_index = read_index(data_args.train_shards)
+        if stream_index["label_column"] is None:
+            raise ValueError(f"{data_args.train_shards} holds no labels (packed with --unlabelled).")
+    train_split = None
+    if training_args.do_train and stream_index is None:
+        train_split = load_split(data_args, model_args, "train")
     eval_split = load_split(data_args, model_args, "eval")
-    if training_args.do_train and train_split is None:
-        raise ValueError("Training needs --train_file, --train_dir or --dataset_name.")
+    if training_args.do_train and train_split is None and stream_index is None:
+        raise ValueError("Training needs --train_file, --train_dir, --dataset_name or --train_shards.")
     if eval_split is None and (not training_args.do_train or training_args.eval_strategy != "no"):
         raise ValueError(
-            "No evaluation data: give --eval_file, --eval_dir or --dataset_name (the recipes keep the best checkpoint "
-            "on it), or train without it with --eval_strategy no --load_best_model_at_end false."
+            "No evaluation data: give --eval_file, --eval_dir, --eval_shards or --dataset_name (the recipes keep the "
+            "best checkpoint on it), or train without it with --eval_strategy no --load_best_model_at_end false."
         )
     reference = train_split if train_split is not None else eval_split
     multi_label = data_args.multi_label
-    if multi_label is None:
+    if multi_label is None and stream_index is not None:
+        multi_label = stream_index["multi_label"]
+    elif multi_label is None:
         multi_label = is_multi_label_column(reference, data_args.label_column_name, data_args.label_separator)
         logger.info("Detected %s data.", "multi-label" if multi_label else "single-label")
 
@@ -660,7 +686,7 @@ def run(
         evaluated_config = AutoConfig.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, token=model_args.token
         )
-    vocabulary = build_vocabulary(data_args, reference, multi_label, evaluated_config)
+    vocabulary = build_vocabulary(data_args, reference, multi_label, evaluated_config, stream_index)
     feature_extractor = load_feature_extractor(model_args, data_args)
     sampling_rate = feature_extractor.sampling_rate
 
@@ -691,7 +717,13 @@ def run(
     min_samples = data_args.min_length_samples
     if min_samples is None:
         min_samples = OFFICIAL_MIN_LENGTH_SAMPLES if training_args.do_train else 0
-    if train_split is not None:
+    if stream_index is not None:
+
+        def encode_labels(example):
+            return {LABEL_IDS: vocabulary.encode(example[LABEL])}
+
+        train_split = stream_training_clips(data_args, training_args, transform(train=True), min_samples, encode_labels)
+    elif train_split is not None:
         train_split = prepare_split(
             train_split, data_args, vocabulary, sampling_rate, min_samples, data_args.max_train_samples
         )

@@ -34,6 +34,7 @@ from ..data.audio import (
     drop_short_clips,
     prepare_audio_column,
 )
+from ..data.shards import EndlessStream
 from ..data.sources import AudioDataArguments, load_audio_dataset
 from ..feature_extraction_asda import AsdaFeatureExtractor
 from ..modeling_asda import AsdaForPreTraining, AsdaModel
@@ -41,6 +42,7 @@ from ..tools import cli
 from ..tools.model_card import PRETRAINED_CARD_TEXT, write_model_card
 from . import TrainingRunResult, train_and_save_state
 from .optim import WeightDecayArguments, is_weight_decayed
+from .streaming import StreamingTrainerMixin, stream_training_clips
 
 
 logger = logging.getLogger(__name__)
@@ -156,10 +158,10 @@ class DistinctMasksPerProcessCallback(TrainerCallback):
         torch.manual_seed(args.seed + args.process_index)
 
 
-class AsdaPretrainingTrainer(Trainer):
+class AsdaPretrainingTrainer(StreamingTrainerMixin, Trainer):
     """`Trainer` for `AsdaForPreTraining`: updates the EMA teacher; logs the frame and utterance losses (averaged over
     the micro-batches since the last log and over processes) and the teacher's EMA decay; applies weight decay as the
-    official runs did (see `is_weight_decayed`)."""
+    official runs did (see `is_weight_decayed`); trains from streamed shards (`StreamingTrainerMixin`)."""
 
     LOGGED_TERMS = ("frame_loss", "utterance_loss")
 
@@ -241,19 +243,20 @@ def save_final_model(trainer: AsdaPretrainingTrainer, feature_extractor, keep_pr
 
 
 def load_unlabelled_audio(data_args: DataArguments):
-    """The training audio from the one source given."""
+    """The training audio from the one source given (shards here only map-style: `--streaming false`)."""
     dataset = load_audio_dataset(
         "train",
         file=data_args.train_file,
         folder=data_args.train_dir,
         dataset_name=data_args.dataset_name,
+        shards=data_args.train_shards,
         dataset_config_name=data_args.dataset_config_name,
         split_name=data_args.train_split_name,
         audio_column=data_args.audio_column_name,
         label_column=None,
     )
     if dataset is None:
-        raise ValueError("Give the training audio: --train_dir, --train_file or --dataset_name.")
+        raise ValueError("Give the training audio: --train_dir, --train_file, --dataset_name or --train_shards.")
     return dataset
 
 
@@ -265,11 +268,17 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Asd
 
     feature_extractor = AsdaFeatureExtractor.from_preset(data_args.feature_preset, max_length=data_args.target_length)
     audio = data_args.audio_column_name
-    train_dataset = drop_short_clips(load_unlabelled_audio(data_args), audio, data_args.min_length_samples)
-    if data_args.max_train_samples is not None:
-        train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
-    train_dataset = prepare_audio_column(train_dataset, audio, feature_extractor.sampling_rate)
-    train_dataset = train_dataset.with_transform(SpectrogramTransform(feature_extractor, audio))
+    if data_args.train_shards and data_args.streaming:
+        transform = SpectrogramTransform(feature_extractor, audio)
+        train_dataset = stream_training_clips(data_args, training_args, transform, data_args.min_length_samples)
+        num_clips = train_dataset.num_clips
+    else:
+        train_dataset = drop_short_clips(load_unlabelled_audio(data_args), audio, data_args.min_length_samples)
+        if data_args.max_train_samples is not None:
+            train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+        train_dataset = prepare_audio_column(train_dataset, audio, feature_extractor.sampling_rate)
+        train_dataset = train_dataset.with_transform(SpectrogramTransform(feature_extractor, audio))
+        num_clips = len(train_dataset)
 
     model = build_model(model_args)
     if model_args.ema_anneal_to_max_steps:
@@ -281,8 +290,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Asd
         data_collator=default_data_collator,
     )
     logger.info(
-        "Pre-training on %d clips, %d process(es), %d student clones per clip; EMA decay %g -> %g over %d updates.",
-        len(train_dataset),
+        "Pre-training on %d clips%s, %d process(es), %d student clones per clip; EMA decay %g -> %g over %d updates.",
+        num_clips,
+        " (streamed)" if isinstance(train_dataset, EndlessStream) else "",
         training_args.world_size,
         model.config.clone_batch,
         model.config.ema_decay,

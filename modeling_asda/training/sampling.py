@@ -11,7 +11,10 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Class-balanced sampling of the official AudioSet-2M fine-tuning: per-clip weights and a multinomial sampler."""
+"""Class-balanced sampling of the official AudioSet-2M fine-tuning: per-clip weights and a multinomial sampler.
+
+It draws clips by index, so it needs map-style data (a manifest, or shards read with `--streaming false`); a stream
+of shards cannot be sampled this way (docs/scaling.md says what a stream could keep of it)."""
 
 import numpy as np
 import torch
