@@ -168,7 +168,8 @@ def measure(bench) -> dict:
         exports = {precision: export_onnx(classifier, workdir / f"classifier-{precision}", precision_arg(precision))
                    for precision in ("fp32", "int8")}  # fmt: skip
         sizes = {precision: (folder / "model.onnx").stat().st_size / 2**20 for precision, folder in exports.items()}
-        opset = next(entry.version for entry in onnx.load(exports["fp32"] / "model.onnx").opset_import if not entry.domain)
+        graph = onnx.load(exports["fp32"] / "model.onnx", load_external_data=False)
+        opset = next(entry.version for entry in graph.opset_import if not entry.domain)
         print("deployment: exported", flush=True)
         rows = speed_and_memory(bench, exports)
         fidelity = real_clip_fidelity(classifier, exports, workdir)
@@ -184,9 +185,9 @@ def format_section(results: dict) -> str:
         "",
         "`PYTHONPATH=. python benchmarks/run.py --sections deployment` (this section alone; the machine and torch "
         "threads as above, ONNX Runtime with as many intra-op threads). ASDA-base classifier (527 labels, seeded random "
-        "weights) exported by `modeling_asda.deployment.export_onnx` (opset {results['opset']}, eager attention, "
-        f"dynamic batch and time): `model.onnx` of {sizes['fp32']:.0f} MiB in fp32, {sizes['int8']:.0f} MiB with int8 weights (ONNX "
-        "Runtime dynamic quantisation of every MatMul/Gemm: int8 weights, activations quantised per call). Peak memory: "
+        f"weights) exported by `modeling_asda.deployment.export_onnx` (opset {results['opset']}, eager attention, "
+        f"dynamic batch and time): `model.onnx` of {sizes['fp32']:.0f} MiB in fp32, {sizes['int8']:.0f} MiB with int8 "
+        "weights (ONNX Runtime dynamic quantisation of every MatMul/Gemm: int8 weights, activations quantised per call). Peak memory: "
         "rise of the peak resident set while a fresh process builds or loads the model and runs one batch (weights "
         "included), above the process with torch, transformers and ONNX Runtime imported.",
         "",

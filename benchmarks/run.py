@@ -458,7 +458,7 @@ def main():
     on_cpu_in_fp32 = not suffix
     if args.sections == "deployment":
         if not on_cpu_in_fp32:
-            parser.error("the deployment section measures CPU fp32 against ONNX Runtime: run it without --device/--dtype")
+            parser.error("the deployment section compares CPU fp32 with ONNX Runtime: run it without --device/--dtype")
         deployment.write_section(BENCHMARKS / "RESULTS.md", deployment.format_section(deployment.measure(bench)))
         return
 

@@ -22,16 +22,18 @@
     inputs = feature_extractor(load_audio("clip.wav", 16000), sampling_rate=16000, return_tensors="pt")
     logits = model(**inputs).logits  # as `AsdaForAudioClassification(**inputs).logits`, as a torch tensor
 
-From the command line: `asda-export-onnx MODEL OUTPUT_DIR [--quantize int8]`, or `--backend onnx` / `onnx-int8` of
-`asda-classify` and `asda-extract-embeddings`, which export once into `MODEL/onnx/` (`HF_HOME/asda-onnx/` for a Hub id)
-and reuse the export while the weights stay the same.
+From the command line: `asda-export-onnx --model MODEL --output_dir FOLDER [--quantize int8]`, or `--backend onnx` /
+`--backend onnx-int8` of `asda-classify` and `asda-extract-embeddings`, which export once into `MODEL/onnx/`
+(`HF_HOME/asda-onnx/` for a Hub id), reuse that export while the weight files stay the same, and also take an exported
+folder as `--model`.
 
 An exported folder holds `model.onnx` (dynamic batch and time axes, up to the model's `max_frames`), `config.json`,
 `preprocessor_config.json` and `deployment.json` (what the graph computes). A classifier's graph gives `logits`; an
 encoder's (`AsdaModel`) gives `last_hidden_state` and `pooler_output` after its `len(model.layers)` blocks. Both take
 `input_values (batch, frames, mel)` and a frame-level `attention_mask (batch, frames)`. `quantize="int8"` stores the
-weights of every matrix product as int8 and quantises activations on the fly (ONNX Runtime's dynamic quantisation):
-on a 2-core AVX-512 CPU it runs ASDA-base about twice as fast as fp32 (`benchmarks/RESULTS.md`, section 7).
+weights of every matrix product as int8 and quantises activations on the fly (ONNX Runtime's dynamic quantisation);
+speed and fidelity against fp32 and AST-base are in `benchmarks/RESULTS.md`, section 7. ONNX Runtime was chosen over
+torchao's int8 dynamic quantisation, which ran no faster than fp32 eager on this project's CPU.
 """
 
 import json
@@ -46,24 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForAudioClassification,
-    HfArgumentParser,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, HfArgumentParser, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import CONFIG_NAME, cached_file
 
 from .feature_extraction_asda import AsdaFeatureExtractor
 from .modeling_asda import AsdaForAudioClassification, AsdaModel, AsdaModelOutput
-from .tools.cli import (
-    UsageError,
-    check_arguments,
-    load_feature_extractor,
-    parse_arguments,
-)
+from .tools.cli import UsageError, check_arguments, load_feature_extractor, parse_arguments
+
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +78,7 @@ def require_onnxruntime():
 
 
 class _GraphOutputs(torch.nn.Module):
-    """The model's forward with a frame mask, returning the task's output tensors as a tuple (what the exporter traces)."""
+    """The model's forward with a frame mask, returning the task's output tensors as a tuple: what gets exported."""
 
     def __init__(self, model: PreTrainedModel, output_names: tuple[str, ...]):
         super().__init__()
@@ -111,35 +103,38 @@ def export_onnx(
     quantize: str | None = None,
     feature_extractor: AsdaFeatureExtractor | None = None,
     task: str = "audio-classification",
-    source: dict | None = None,
+    source: list | None = None,
 ) -> Path:
     """Export an ASDA classifier or encoder (an instance, or a folder / Hub id loaded for `task`) to `output_dir`.
 
     `quantize="int8"` stores int8 weights for every MatMul/Gemm (ONNX Runtime dynamic quantisation, activations
     quantised per call). An encoder is exported with the blocks it has: cut `model.layers` to export an earlier layer's
     output. `source` is recorded in `deployment.json` (the CLIs' cache compares it with the weights on disk). The
-    folder is written under a temporary name and renamed when complete.
+    folder is written under a temporary name and renamed when complete; it replaces an earlier export, never a folder
+    holding anything else.
     """
     require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
+    output_dir = Path(output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / DEPLOYMENT_FILE).is_file():
+        raise FileExistsError(f"{output_dir} holds files that are not an ONNX export: choose a new or empty folder.")
     if isinstance(model, (str, os.PathLike)):
-        if feature_extractor is None:
-            feature_extractor = AsdaFeatureExtractor.from_pretrained(model)
-        model = (AutoModelForAudioClassification if task == "audio-classification" else AutoModel).from_pretrained(model)
+        feature_extractor = feature_extractor or load_feature_extractor(str(model))
+        auto_class = AutoModelForAudioClassification if task == "audio-classification" else AutoModel
+        model = auto_class.from_pretrained(model)
     task = task_of(model)
     if model.dtype != torch.float32 or model.device.type != "cpu":
         raise ValueError(f"Export a float32 model on the CPU, got {model.dtype} on {model.device}.")
     config = model.config
     output_names = TASKS[task]
-    batch, time_patches = torch.export.Dim("batch"), torch.export.Dim("time_patches", min=1, max=config.max_time_patches)
-    frames = config.patch_size * time_patches
+    batch = torch.export.Dim("batch")
+    frames = config.patch_size * torch.export.Dim("time_patches", min=1, max=config.max_time_patches)
     example_frames = config.patch_size * min(4, config.max_time_patches)
     example = (torch.zeros(2, example_frames, config.num_mel_bins), torch.ones(2, example_frames, dtype=torch.long))
 
-    output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
     try:
@@ -250,7 +245,8 @@ class AsdaOnnxModel:
             )
         feed = {"input_values": input_values.numpy(), "attention_mask": attention_mask.numpy()}
         outputs = dict(zip(self.deployment["outputs"], map(torch.from_numpy, self.session.run(None, feed))))
-        return SequenceClassifierOutput(**outputs) if self.task == "audio-classification" else AsdaModelOutput(**outputs)
+        output_class = SequenceClassifierOutput if self.task == "audio-classification" else AsdaModelOutput
+        return output_class(**outputs)
 
 
 def check_backend_device(backend: str, device: str | None):
@@ -261,8 +257,8 @@ def check_backend_device(backend: str, device: str | None):
 
 def weights_fingerprint(folder: Path) -> list:
     """Name, size and modification time of the weight files of a model folder: what a cached export was made from."""
-    patterns = ("*.safetensors", "*.bin")
-    return sorted([path.name, path.stat().st_size, path.stat().st_mtime_ns] for p in patterns for path in folder.glob(p))
+    paths = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    return sorted([path.name, path.stat().st_size, path.stat().st_mtime_ns] for path in paths)
 
 
 def cache_dir(model_name_or_path: str, variant: str) -> tuple[Path, Path]:
@@ -292,7 +288,9 @@ def load_deployed_model(
         model = AsdaOnnxModel(model_name_or_path)
         exported = model.deployment
         if exported["task"] != task:
-            raise UsageError(f"argument --model: {model_name_or_path} is an ONNX export for {exported['task']}, not {task}")
+            raise UsageError(
+                f"argument --model: {model_name_or_path} is an ONNX export for {exported['task']}, not for {task}"
+            )
         if exported["precision"] != precision:
             backend_of_export = next(name for name, value in PRECISIONS.items() if value == exported["precision"])
             raise UsageError(
@@ -352,7 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     feature_extractor = load_feature_extractor(args.model, **hub_kwargs)
     quantize = None if args.quantize == "none" else args.quantize
-    print(f"Exported to {export_onnx(model.float(), args.output_dir, quantize, feature_extractor)}")
+    try:
+        folder = export_onnx(model.float(), args.output_dir, quantize, feature_extractor)
+    except FileExistsError as error:
+        parser.error(f"argument --output_dir: {error}")
+    print(f"Exported to {folder}")
     return 0
 
 

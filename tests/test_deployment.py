@@ -7,6 +7,7 @@ a cosine of at least 0.99 with the fp32 model's, and the best label must stay th
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from modeling_asda.tools import classify, embeddings
 
 pytest.importorskip("onnxruntime", reason="the ONNX backends need onnxruntime: pip install 'modeling-asda[deploy]'")
 from modeling_asda.deployment import AsdaOnnxModel, export_onnx, load_deployed_model  # noqa: E402
+from modeling_asda.deployment import main as export_main  # noqa: E402
 
 
 # Hidden size 64 and 2 blocks: big enough for int8 rounding to average out as in real models, small enough to export
@@ -83,19 +85,18 @@ def test_onnx_classifier_matches_torch_on_a_padded_batch_of_real_clips(classifie
 
 
 def test_exported_encoder_gives_the_hidden_states_and_cls_token_of_the_torch_encoder(classifier, clips, tmp_path):
+    """Python path: `export_onnx(AsdaModel)`, then `AsdaOnnxModel.from_pretrained` (int8 encoders: the CLI test)."""
     encoder = AsdaModel.from_pretrained(classifier).eval()
     with torch.no_grad():
         expected = encoder(**clips)
-    for quantize in (None, "int8"):
-        deployed = AsdaOnnxModel.from_pretrained(export_onnx(encoder, tmp_path / str(quantize), quantize))
-        outputs = deployed(**clips)
-        for name in ("last_hidden_state", "pooler_output"):
-            if quantize is None:
-                torch.testing.assert_close(outputs[name], expected[name], atol=FP32_ATOL, rtol=0, msg=name)
-            else:
-                assert (cosine(outputs[name], expected[name]) >= INT8_MIN_COSINE).all(), name
-        torch.testing.assert_close(outputs.pooler_output, outputs.last_hidden_state[:, 0], atol=0, rtol=0)
-    assert json.loads((tmp_path / "int8" / "deployment.json").read_text())["precision"] == "int8"
+    outputs = AsdaOnnxModel.from_pretrained(export_onnx(encoder, tmp_path / "encoder"))(**clips)
+    torch.testing.assert_close(outputs.last_hidden_state, expected.last_hidden_state, atol=FP32_ATOL, rtol=0)
+    torch.testing.assert_close(outputs.pooler_output, expected.pooler_output, atol=FP32_ATOL, rtol=0)
+    assert json.loads((tmp_path / "encoder" / "deployment.json").read_text())["task"] == "feature-extraction"
+
+
+def export_times(deployed: dict[str, AsdaOnnxModel]) -> dict[str, int]:
+    return {backend: (model.folder / "model.onnx").stat().st_mtime_ns for backend, model in deployed.items()}
 
 
 def classify_jsonl(capsys, classifier, *flags) -> list[dict]:
@@ -107,7 +108,7 @@ def classify_jsonl(capsys, classifier, *flags) -> list[dict]:
 def test_classify_backends_give_the_labels_of_torch_and_reuse_their_export(classifier, deployed, shared_dir, capsys):
     files = [str(shared_dir / "data" / f"audioset_clip_{name}_32k.wav") for name in "ab"]
     torch_rows = classify_jsonl(capsys, classifier, *files, "--device", "cpu")
-    exported = {backend: (model.folder / "model.onnx").stat().st_mtime_ns for backend, model in deployed.items()}
+    exported = export_times(deployed)
     for backend in ("onnx", "onnx-int8"):
         rows = classify_jsonl(capsys, classifier, *files, "--backend", backend)
         assert [row["file"] for row in rows] == [row["file"] for row in torch_rows]
@@ -118,15 +119,16 @@ def test_classify_backends_give_the_labels_of_torch_and_reuse_their_export(class
             else:
                 assert row["labels"][0] == reference["labels"][0]
     # Both runs loaded the exports made by the fixture instead of exporting again.
-    assert {backend: (model.folder / "model.onnx").stat().st_mtime_ns for backend, model in deployed.items()} == exported
+    assert export_times(deployed) == exported
 
 
-def test_an_export_folder_is_used_as_the_model_and_refused_for_the_other_backend(classifier, shared_dir, tmp_path, capsys):
-    from modeling_asda.deployment import main as export_main
-
+def test_an_export_folder_is_used_as_the_model_and_refused_for_the_other_backend(
+    classifier, shared_dir, tmp_path, capsys
+):
     folder = tmp_path / "exported"
     assert export_main(["--model", str(classifier), "--output_dir", str(folder)]) == 0
-    assert {"model.onnx", "config.json", "preprocessor_config.json", "deployment.json"} <= {p.name for p in folder.iterdir()}
+    files = {path.name for path in folder.iterdir()}
+    assert {"model.onnx", "config.json", "preprocessor_config.json", "deployment.json"} <= files
     capsys.readouterr()
     clip = str(shared_dir / "data" / "audioset_clip_a_32k.wav")
     rows = classify_jsonl(capsys, folder, clip, "--backend", "onnx")
@@ -140,13 +142,15 @@ def test_an_export_folder_is_used_as_the_model_and_refused_for_the_other_backend
     assert "the onnx backend runs on the CPU" in capsys.readouterr().err
 
 
-def test_a_cached_export_is_remade_when_the_weights_change(tmp_path, shared_dir, capsys):
-    torch.manual_seed(1)
+def test_a_cached_export_is_remade_when_the_weights_change(classifier, deployed, tmp_path, shared_dir, capsys):
     folder = tmp_path / "model"
-    model = AsdaForAudioClassification(AsdaConfig(**TINY, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}))
-    model.save_pretrained(folder)
+    shutil.copytree(classifier, folder)  # with its exports; copies keep their modification times
     clip = str(shared_dir / "data" / "audioset_clip_b_32k.wav")
+    cached = folder / "onnx" / "classifier-fp32" / "model.onnx"
+    exported_at = cached.stat().st_mtime_ns
     first = classify_jsonl(capsys, folder, clip, "--backend", "onnx")
+    assert cached.stat().st_mtime_ns == exported_at
+    model = AsdaForAudioClassification.from_pretrained(folder)
     with torch.no_grad():
         model.classifier.bias.copy_(torch.tensor([0.0, 5.0, -5.0]))  # "hiss" first, "click" last
     model.save_pretrained(folder)
@@ -174,3 +178,26 @@ def test_extract_embeddings_backends_match_torch_at_an_inner_layer(classifier, s
         torch.testing.assert_close(outputs["onnx"][key], reference, atol=FP32_ATOL, rtol=0)
         assert cosine(outputs["onnx-int8"][key][None], reference[None]) >= INT8_MIN_COSINE
         assert cosine(outputs["onnx-int8"][key][None, 0], reference[None, 0]) >= INT8_MIN_COSINE  # the CLS token
+
+
+def test_exporting_into_a_folder_of_other_files_is_refused_and_leaves_them(classifier, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        export_main(["--model", str(classifier), "--output_dir", str(tmp_path)])
+    assert "holds files that are not an ONNX export" in capsys.readouterr().err
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--backend", "onnx", "--dtype", "bfloat16"], "argument --dtype: the onnx backend runs in float32"),
+        (["--backend", "onnx-int8", "--device", "cuda"], "argument --device: the onnx-int8 backend runs on the CPU"),
+        (["--backend", "tensorrt"], "argument --backend: invalid choice: 'tensorrt'"),
+    ],
+)
+def test_extract_embeddings_reports_backends_it_cannot_honour(classifier, tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        embeddings.main([str(tmp_path), "--model", str(classifier), "--output_dir", str(tmp_path / "out"), *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -126,7 +126,12 @@ class EmbeddingArguments:
             self,
             positive=("max_length", "shard_size_mb", "batch_size"),
             non_negative=("num_workers",),
-            choices={"granularity": GRANULARITIES, "output_format": OUTPUT_FORMATS, "dtype": DTYPES, "backend": BACKENDS},
+            choices={
+                "granularity": GRANULARITIES,
+                "output_format": OUTPUT_FORMATS,
+                "dtype": DTYPES,
+                "backend": BACKENDS,
+            },
         )
         check_backend_device(self.backend, self.device)
         if self.backend != "torch" and self.dtype != "float32":
@@ -399,7 +404,9 @@ def embed(args: EmbeddingArguments, clips: list[ClipSource], dataset: datasets.D
     if args.backend == "torch":
         model = load_encoder().to(args.device or default_device()).eval()
     else:
-        model = load_deployed_model(args.model, args.backend, load_encoder, "feature-extraction", layer, feature_extractor)
+        model = load_deployed_model(
+            args.model, args.backend, load_encoder, "feature-extraction", layer, feature_extractor
+        )
     if args.max_length is not None and (args.max_length % config.patch_size or args.max_length > config.max_frames):
         raise UsageError(
             f"argument --max_length: must be a multiple of {config.patch_size} up to {config.max_frames}, got "
