@@ -46,7 +46,12 @@ BENCHMARKS = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS.parent
 SHARED_DIR = Path(os.environ.get("ASDA_SHARED_DIR", REPO_ROOT.parent / "shared"))
 TITLE = "## 7. CPU deployment: ONNX Runtime, fp32 and int8 weights"
-MODELS = ("ASDA-base, torch fp32", "ASDA-base, ONNX Runtime fp32", "ASDA-base, ONNX Runtime int8", "AST-base, torch fp32")
+MODELS = (
+    "ASDA-base, torch fp32",
+    "ASDA-base, ONNX Runtime fp32",
+    "ASDA-base, ONNX Runtime int8",
+    "AST-base, torch fp32",
+)
 CELLS = [(10, 8), (10, 1)]  # (clip seconds, batch)
 SPEEDUP_TARGET = 4.0  # over AST-base at 8 x 10 s
 
@@ -120,7 +125,8 @@ def real_clip_fidelity(classifier: AsdaForAudioClassification, exports: dict[str
         cls = classifier.asda(**inputs).pooler_output
     results = {"max_abs_logit": float(logits.abs().max())}
     for precision in ("fp32", "int8"):
-        encoder = AsdaOnnxModel(export_onnx(classifier.asda, workdir / f"encoder-{precision}", precision_arg(precision)))
+        folder = export_onnx(classifier.asda, workdir / f"encoder-{precision}", precision_arg(precision))
+        encoder = AsdaOnnxModel(folder)
         onnx_cls = encoder(**inputs).pooler_output
         results[precision] = {
             "max_logit_difference": float((AsdaOnnxModel(exports[precision])(**inputs).logits - logits).abs().max()),
@@ -155,7 +161,7 @@ def demo_agreement(workdir: Path) -> dict:
     labels = torch.tensor([torch_model.config.label2id[row["label"]] for row in rows])
     return {
         "clips": len(rows),
-        "accuracy": {backend: float((predicted == labels).float().mean()) for backend, predicted in predictions.items()},
+        "accuracy": {name: float((predicted == labels).float().mean()) for name, predicted in predictions.items()},
         "agreement": {backend: float((predictions[backend] == predictions["torch"]).float().mean())
                       for backend in ("onnx", "onnx-int8")},  # fmt: skip
     }
@@ -184,12 +190,14 @@ def format_section(results: dict) -> str:
         TITLE,
         "",
         "`PYTHONPATH=. python benchmarks/run.py --sections deployment` (this section alone; the machine and torch "
-        "threads as above, ONNX Runtime with as many intra-op threads). ASDA-base classifier (527 labels, seeded random "
-        f"weights) exported by `modeling_asda.deployment.export_onnx` (opset {results['opset']}, eager attention, "
-        f"dynamic batch and time): `model.onnx` of {sizes['fp32']:.0f} MiB in fp32, {sizes['int8']:.0f} MiB with int8 "
-        "weights (ONNX Runtime dynamic quantisation of every MatMul/Gemm: int8 weights, activations quantised per call). Peak memory: "
-        "rise of the peak resident set while a fresh process builds or loads the model and runs one batch (weights "
-        "included), above the process with torch, transformers and ONNX Runtime imported.",
+        "threads as above, ONNX Runtime with as many intra-op threads). ASDA-base classifier (527 labels, seeded "
+        "random weights) exported by `modeling_asda.deployment.export_onnx` "
+        f"(opset {results['opset']}, eager attention, dynamic batch and time): `model.onnx` of {sizes['fp32']:.0f} MiB "
+        f"in fp32, {sizes['int8']:.0f} MiB with int8 weights (ONNX Runtime dynamic quantisation of every MatMul/Gemm: "
+        "int8 weights, activations quantised per call). Peak memory: rise of the peak resident set while a fresh "
+        "process builds or loads the model and runs one batch (weights included), above the process with torch, "
+        "transformers and ONNX Runtime imported. Times are medians of 3 calls taken in turns between the four models: "
+        "compare within this table, not with other sections' absolute times.",
         "",
         "| clip | batch | model | time (s) | clips/s | vs ASDA torch fp32 | vs AST-base | peak memory (MiB) |",
         "|---|---:|---|---:|---:|---:|---:|---:|",
@@ -197,7 +205,8 @@ def format_section(results: dict) -> str:
     for row in results["rows"]:
         lines.append(
             f"| {row['seconds']} s | {row['batch']} | {row['model']} | {row['time_s']:.3f} | "
-            f"{row['batch'] / row['time_s']:.2f} | {row['vs_torch']:.2f}x | {row['vs_ast']:.2f}x | {row['peak_mib']:.0f} |"
+            f"{row['batch'] / row['time_s']:.2f} | {row['vs_torch']:.2f}x | {row['vs_ast']:.2f}x | "
+            f"{row['peak_mib']:.0f} |"
         )
     int8_at_8 = next(row for row in results["rows"] if row["batch"] == 8 and row["model"] == MODELS[2])
     met = "met" if int8_at_8["vs_ast"] >= SPEEDUP_TARGET else "not met"
