@@ -24,7 +24,8 @@
 3. feature extraction vs `ASTFeatureExtractor` (`benchmarks/feature_extraction.py`);
 4. a pre-training step (teacher / student / decoder shares) and a fine-tuning step;
 5. the encoder's achieved GFLOP/s against this machine's matmul peak, measured in the same run; `torch.compile`;
-6. cost against clip length up to 60 s, with the attention term separated.
+6. cost against clip length up to 60 s, with the attention term separated;
+7. CPU deployment: ONNX Runtime with fp32 and int8 weights (`benchmarks/deployment.py`; CPU, fp32 runs only).
 Times are medians of several calls, taken in turns between the compared models; FLOPs are counted by
 `torch.utils.flop_counter` on the meta device (no compute), with eager attention so that attention matmuls count.
 """
@@ -43,6 +44,7 @@ import transformers
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import ASTConfig, ASTForAudioClassification
 
+import deployment
 import feature_extraction
 from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaForPreTraining, inverse_block_mask
 from modeling_asda.modeling_asda import AsdaAttention
@@ -448,9 +450,17 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (3 for the slow ones)")
+    parser.add_argument("--sections", choices=["all", "deployment"], default="all",
+                        help="deployment: only section 7, written into the existing report")  # fmt: skip
     args = parser.parse_args()
     bench = Bench(args.device, getattr(torch, args.dtype), args.repeats)
     suffix = "" if args.device == "cpu" and args.dtype == "float32" else f"-{args.device}-{args.dtype}"
+    on_cpu_in_fp32 = not suffix
+    if args.sections == "deployment":
+        if not on_cpu_in_fp32:
+            parser.error("the deployment section compares CPU fp32 with ONNX Runtime: run it without --device/--dtype")
+        deployment.write_section(BENCHMARKS / "RESULTS.md", deployment.format_section(deployment.measure(bench)))
+        return
 
     results = {"matmul_peak_gflops": matmul_peak_gflops(bench)}
     print(f"matmul peak {results['matmul_peak_gflops']:.0f} GFLOP/s", flush=True)
@@ -473,6 +483,8 @@ def main():
     plot_lengths(results["lengths"], BENCHMARKS / "results" / f"length_scaling{suffix}.png")
     report = format_report(bench, results).replace("results/length_scaling.png", f"results/length_scaling{suffix}.png")
     (BENCHMARKS / f"RESULTS{suffix}.md").write_text(report, encoding="utf-8")
+    if on_cpu_in_fp32:
+        deployment.write_section(BENCHMARKS / "RESULTS.md", deployment.format_section(deployment.measure(bench)))
     print(report)
 
 

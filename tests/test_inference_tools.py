@@ -534,7 +534,7 @@ def test_console_scripts_point_at_callables():
     scripts = dict(
         line.split(" = ") for line in config["options.entry_points"]["console_scripts"].strip().splitlines()
     )
-    assert sorted(scripts) == ["asda-classify", "asda-extract-embeddings"]
+    assert sorted(scripts) == ["asda-classify", "asda-export-onnx", "asda-extract-embeddings", "asda-pack"]
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function))

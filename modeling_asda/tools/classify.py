@@ -27,11 +27,13 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 from transformers import AutoModelForAudioClassification, HfArgumentParser
 
+from ..deployment import BACKENDS, check_backend_device, load_deployed_model
 from ..feature_extraction_asda import AsdaFeatureExtractor, load_audio
 from .cli import (
     UsageError,
@@ -162,14 +164,22 @@ class ClassifyArguments:
         default=None, metadata={"help": "audioset, esc50 or speech_commands instead of the model's own extractor."}
     )
     device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "torch, or onnx / onnx-int8: ONNX Runtime on the CPU with fp32 / int8 weights, exported once into "
+            "MODEL/onnx/ (or --model is an asda-export-onnx folder)."
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
 
     def __post_init__(self):
         check_arguments(
             self,
             positive=("top_k", "window_seconds", "hop_seconds", "batch_size"),
-            choices={"output_format": OUTPUT_FORMATS},
+            choices={"output_format": OUTPUT_FORMATS, "backend": BACKENDS},
         )
+        check_backend_device(self.backend, self.device)
 
 
 def load_classifier(model_name_or_path: str, **hub_kwargs):
@@ -225,10 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     feature_extractor = load_feature_extractor(args.model, args.feature_preset, **hub_kwargs)
     try:
         window_frames, hop_frames = window_and_hop_frames(args, feature_extractor)
-        model = load_classifier(args.model, **hub_kwargs)
-    except UsageError as error:
+        if args.backend == "torch":
+            model = load_classifier(args.model, **hub_kwargs).to(args.device or default_device()).eval()
+        else:
+            load_torch_model = partial(load_classifier, args.model, **hub_kwargs)
+            model = load_deployed_model(
+                args.model, args.backend, load_torch_model, "audio-classification", feature_extractor=feature_extractor
+            )
+    except (UsageError, ImportError) as error:
         parser.error(str(error))
-    model.to(args.device or default_device()).eval()
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     top_k = min(args.top_k, len(names))
 

@@ -51,10 +51,11 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 from tqdm.auto import tqdm
-from transformers import AutoModel, HfArgumentParser
+from transformers import AutoConfig, AutoModel, HfArgumentParser
 
 from ..data.audio import decode_audio, prepare_audio_column
 from ..data.sources import load_manifest, scan_audio_files
+from ..deployment import BACKENDS, check_backend_device, load_deployed_model
 from ..feature_extraction_asda import AsdaFeatureExtractor
 from .files import write_atomically, write_text_atomically
 from .cli import (
@@ -111,6 +112,13 @@ class EmbeddingArguments:
     )
     device: str | None = field(default=None, metadata={"help": "Default: cuda when available, else cpu."})
     dtype: str = field(default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16 (GPU)."})
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "torch, or onnx / onnx-int8: ONNX Runtime on the CPU with fp32 / int8 weights, exported once into "
+            "MODEL/onnx/ (or --model is an asda-export-onnx --task feature-extraction folder)."
+        },
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow model code from the Hub."})
 
     def __post_init__(self):
@@ -118,8 +126,16 @@ class EmbeddingArguments:
             self,
             positive=("max_length", "shard_size_mb", "batch_size"),
             non_negative=("num_workers",),
-            choices={"granularity": GRANULARITIES, "output_format": OUTPUT_FORMATS, "dtype": DTYPES},
+            choices={
+                "granularity": GRANULARITIES,
+                "output_format": OUTPUT_FORMATS,
+                "dtype": DTYPES,
+                "backend": BACKENDS,
+            },
         )
+        check_backend_device(self.backend, self.device)
+        if self.backend != "torch" and self.dtype != "float32":
+            raise UsageError(f"argument --dtype: the {self.backend} backend runs in float32, got {self.dtype}")
 
 
 @dataclass
@@ -376,12 +392,21 @@ def embed(args: EmbeddingArguments, clips: list[ClipSource], dataset: datasets.D
     """Embed `clips` into `args.output_dir`; returns the counts and the errors of the run."""
     hub_kwargs = {"trust_remote_code": args.trust_remote_code}
     feature_extractor = load_feature_extractor(args.model, args.feature_preset, **hub_kwargs)
-    model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), **hub_kwargs)
-    config = model.config
+    config = AutoConfig.from_pretrained(args.model, **hub_kwargs)
     layer = resolve_layer(args.layer, config.num_hidden_layers)
-    # Hidden state k is the output of block k: the blocks after it need not run.
-    model.layers = model.layers[:layer]
-    model.to(args.device or default_device()).eval()
+
+    def load_encoder():
+        model = AutoModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype), **hub_kwargs)
+        # Hidden state k is the output of block k: the blocks after it need not run.
+        model.layers = model.layers[:layer]
+        return model
+
+    if args.backend == "torch":
+        model = load_encoder().to(args.device or default_device()).eval()
+    else:
+        model = load_deployed_model(
+            args.model, args.backend, load_encoder, "feature-extraction", layer, feature_extractor
+        )
     if args.max_length is not None and (args.max_length % config.patch_size or args.max_length > config.max_frames):
         raise UsageError(
             f"argument --max_length: must be a multiple of {config.patch_size} up to {config.max_frames}, got "
@@ -403,6 +428,8 @@ def embed(args: EmbeddingArguments, clips: list[ClipSource], dataset: datasets.D
             "max_length": args.max_length,
             "output_format": args.output_format,
             "feature_extractor": json.loads(feature_extractor.to_json_string()),
+            # Recorded for the ONNX backends only, so that folders written before the flag existed still resume.
+            **({"backend": args.backend} if args.backend != "torch" else {}),
         },
     )
     if args.output_format == "npy":
@@ -481,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_keyboard_interrupt():
         try:
             result = embed(args, clips, dataset)
-        except UsageError as error:
+        except (UsageError, ImportError) as error:
             parser.error(str(error))
         except KeyboardInterrupt:
             # The data loader's workers were stopped as the interruption left `embed`, and no file is half-written.
