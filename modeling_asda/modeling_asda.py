@@ -641,8 +641,9 @@ class AsdaForAudioFrameClassification(AsdaPreTrainedModel):
     ) -> TokenClassifierOutput:
         r"""
         labels (`torch.FloatTensor` of shape `(batch_size, num_time_patches, num_labels)`, *optional*):
-            Multi-hot (or soft, e.g. mixed) targets per time patch. The loss is the binary cross-entropy averaged over
-            the time patches that `attention_mask` marks as real (all of them without a mask) and the labels.
+            Multi-hot (or soft, e.g. mixed) targets per time patch; -100 marks an entry to ignore (e.g. padding). The
+            loss is the binary cross-entropy averaged over the other entries of the time patches that `attention_mask`
+            marks as real (all of them without a mask).
         """
         outputs = self.asda(input_values, attention_mask=attention_mask, **kwargs)
         batch_size, num_frames, _ = input_values.shape
@@ -667,17 +668,18 @@ class AsdaForAudioFrameClassification(AsdaPreTrainedModel):
     def frame_loss(
         self, logits: torch.Tensor, labels: torch.Tensor, time_patch_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Binary cross-entropy over the real time patches and all labels (the mean)."""
+        """Mean binary cross-entropy over the entries of real time patches whose label is not -100."""
         if labels.shape != logits.shape:
             raise ValueError(
                 "labels must have the logits' shape (batch_size, num_time_patches, num_labels) = "
                 f"{tuple(logits.shape)}, got {tuple(labels.shape)}."
             )
-        losses = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none")
-        if time_patch_mask is None:
-            return losses.mean()
-        weights = time_patch_mask[:, :, None].to(losses.dtype).expand_as(losses)
-        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+        labels = labels.float()
+        keep = labels != -100
+        if time_patch_mask is not None:
+            keep = keep & time_patch_mask[:, :, None]
+        losses = F.binary_cross_entropy_with_logits(logits.float(), labels.clamp(min=0.0), reduction="none")
+        return (losses * keep).sum() / keep.sum().clamp(min=1)
 
 
 class AsdaForPreTraining(AsdaPreTrainedModel):
