@@ -11,8 +11,10 @@ import torch
 from conftest import import_example
 from modeling_asda import AsdaFeatureExtractor, AsdaForAudioFrameClassification
 from modeling_asda.data.events import Event, event_dataset, frame_targets, read_event_manifest, roll_events
+from modeling_asda.tools.events import Detection, detect_events, median_filter, median_filter_steps
 from modeling_asda.training import finetuning
 from modeling_asda.training.augment import mixup
+from modeling_asda.training.sed_metrics import SedScoringArguments, sed_metrics
 
 
 make_sound_events = import_example("make_sound_events")
@@ -146,3 +148,68 @@ def test_strong_label_finetuning_finds_a_tone_within_one_time_patch(tone_detecto
     active = np.flatnonzero(scores >= (scores.max() + scores.min()) / 2)
     assert (np.diff(active) == 1).all(), scores.round(2)
     assert abs(active[0] * step - onset) <= step and abs((active[-1] + 1) * step - offset) <= step, scores.round(2)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Post-processing and SED metrics
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_median_filter_matches_scipy_with_repeated_edges():
+    scipy_ndimage = pytest.importorskip("scipy.ndimage")
+    scores = np.random.default_rng(0).random((40, 3))
+    for width in (1, 3, 7):
+        expected = scipy_ndimage.median_filter(scores, size=(width, 1), mode="nearest")
+        np.testing.assert_allclose(median_filter(scores, width), expected)
+    with pytest.raises(ValueError, match="odd positive width"):
+        median_filter(scores, 4)
+    assert [median_filter_steps(seconds, 0.16) for seconds in (0.0, 0.1, 0.48, 0.8)] == [1, 1, 3, 5]
+
+
+def test_detect_events_turns_runs_above_the_threshold_into_events():
+    scores = np.array([[0.1, 0.9], [0.7, 0.9], [0.8, 0.2], [0.2, 0.6]])
+    detections = detect_events(scores, 0.5, ["a", "b"], threshold=0.5, duration=1.8)
+    assert detections == [Detection(0.0, 1.0, "b", 0.9), Detection(0.5, 1.5, "a", 0.8), Detection(1.5, 1.8, "b", 0.6)]
+
+
+def step_scores(events: list[tuple[float, float]], duration: float, step: float) -> np.ndarray:
+    """Scores of one class on a `step` grid: 1 inside the given spans, 0 elsewhere."""
+    starts = np.arange(round(duration / step)) * step
+    active = np.zeros((len(starts), 1))
+    for onset, offset in events:
+        active[(starts >= onset - 1e-9) & (starts < offset - 1e-9), 0] = 1.0
+    return active
+
+
+@pytest.fixture(scope="module")
+def sed_scores_eval():
+    return pytest.importorskip("sed_scores_eval", reason="SED metrics need the sed extra: pip install '.[sed]'")
+
+
+def test_perfect_scores_get_full_marks(sed_scores_eval):
+    truth = {"x": [Event(1.0, 2.0, "a")], "y": [Event(0.5, 1.5, "a"), Event(2.5, 3.5, "a")], "z": []}
+    durations = {"x": 4.0, "y": 4.0, "z": 4.0}
+    scores = {clip: step_scores([(e.onset, e.offset) for e in events], 4.0, 0.1) for clip, events in truth.items()}
+    metrics = sed_metrics(scores, truth, durations, 0.1, ["a"])
+    assert metrics["event_f1"] == pytest.approx(1.0) and metrics["segment_f1"] == pytest.approx(1.0)
+    assert metrics["psds"] == pytest.approx(1.0)
+
+
+def test_event_f1_uses_the_collars_and_segment_f1_the_one_second_segments(sed_scores_eval):
+    truth, durations = {"x": [Event(1.0, 2.0, "a")]}, {"x": 4.0}
+    late = {"x": step_scores([(1.3, 2.3)], 4.0, 0.1)}  # 300 ms late: outside the 200 ms onset collar
+    metrics = sed_metrics(late, truth, durations, 0.1, ["a"])
+    assert metrics["event_f1"] == 0.0
+    # Segments [1, 2) and [2, 3) are detected, only [1, 2) is true: TP 1, FP 1, FN 0 -> F1 = 2 / 3.
+    assert metrics["segment_f1"] == pytest.approx(2 / 3)
+    in_collar = {"x": step_scores([(1.1, 2.1)], 4.0, 0.1)}
+    assert sed_metrics(in_collar, truth, durations, 0.1, ["a"])["event_f1"] == pytest.approx(1.0)
+
+
+def test_median_filter_flag_removes_a_one_step_false_alarm(sed_scores_eval):
+    truth, durations = {"x": [Event(1.0, 2.0, "a")]}, {"x": 4.0}
+    scores = {"x": step_scores([(1.0, 2.0), (3.0, 3.1)], 4.0, 0.1)}
+    raw = sed_metrics(scores, truth, durations, 0.1, ["a"])
+    assert raw["event_f1"] == pytest.approx(2 / 3)  # TP 1, FP 1
+    filtered = sed_metrics(scores, truth, durations, 0.1, ["a"], SedScoringArguments(median_filter_seconds=0.3))
+    assert filtered["event_f1"] == pytest.approx(1.0)

@@ -23,7 +23,7 @@ targets during training (frame-level mAP and F1, without event times).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import EvalPrediction
@@ -48,18 +48,22 @@ def import_sed_scores_eval():
 
 @dataclass
 class SedScoringArguments:
-    """Post-processing and scoring settings (DCASE defaults)."""
+    """Post-processing and scoring settings, DCASE defaults (fields double as command-line flags)."""
 
-    threshold: float = 0.5
-    median_filter_seconds: float = 0.0
-    onset_collar: float = 0.2
-    offset_collar: float = 0.2
-    offset_collar_rate: float = 0.2
-    segment_length: float = 1.0
-    psds_dtc_threshold: float = 0.7
-    psds_gtc_threshold: float = 0.7
-    psds_alpha_st: float = 1.0
-    psds_max_efpr: float = 100.0
+    threshold: float = field(default=0.5, metadata={"help": "Decision threshold of the F1 scores (probability)."})
+    median_filter_seconds: float = field(
+        default=0.0, metadata={"help": "Median filter over time before thresholding, in seconds (0: none)."}
+    )
+    onset_collar: float = field(default=0.2, metadata={"help": "Event-based F1: onset tolerance in seconds."})
+    offset_collar: float = field(default=0.2, metadata={"help": "Event-based F1: offset tolerance in seconds..."})
+    offset_collar_rate: float = field(
+        default=0.2, metadata={"help": "... or this fraction of the event's length, if longer."}
+    )
+    segment_length: float = field(default=1.0, metadata={"help": "Segment-based F1: segment length in seconds."})
+    psds_dtc_threshold: float = field(default=0.7, metadata={"help": "PSDS detection tolerance criterion."})
+    psds_gtc_threshold: float = field(default=0.7, metadata={"help": "PSDS ground-truth intersection criterion."})
+    psds_alpha_st: float = field(default=1.0, metadata={"help": "PSDS penalty on the spread across classes."})
+    psds_max_efpr: float = field(default=100.0, metadata={"help": "PSDS: largest false positive rate, per hour."})
 
 
 def score_dataframes(
@@ -71,7 +75,7 @@ def score_dataframes(
 ) -> dict:
     """sed_scores_eval score tables of `{clip id: (num_steps, num_classes) scores}`, median-filtered, with the steps
     past each clip's duration (padding) dropped and the last step cut at the duration."""
-    scores_module = import_sed_scores_eval().utils.scores
+    scores_module = import_sed_scores_eval().base_modules.scores
     width = median_filter_steps(median_filter_seconds, step_seconds)
     tables = {}
     for clip, scores in frame_scores.items():
