@@ -37,25 +37,28 @@ LOW_HZ, HIGH_HZ, NUM_BANDS = 250.0, 5000.0, 24
 MIN_EVENT_SECONDS, MAX_EVENT_SECONDS = 0.3, 1.5
 
 
-def band_frequency(rng: np.random.Generator, split: str) -> float:
-    """A log-uniform frequency inside one of the split's bands (even bands: train; odd: the other splits)."""
+def band_frequency(rng: np.random.Generator, split: str, hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ)) -> float:
+    """A log-uniform frequency inside one of the split's `NUM_BANDS` bands of `hz_range` (even bands: train; odd:
+    the other splits)."""
     parity = 0 if split == "train" else 1
     band = 2 * rng.integers(NUM_BANDS // 2) + parity
     position = (band + rng.uniform(0.1, 0.9)) / NUM_BANDS
-    return float(LOW_HZ * (HIGH_HZ / LOW_HZ) ** position)
+    return float(hz_range[0] * (hz_range[1] / hz_range[0]) ** position)
 
 
-def event_signal(label: str, num_samples: int, rng: np.random.Generator, split: str) -> np.ndarray:
+def event_signal(
+    label: str, num_samples: int, rng: np.random.Generator, split: str, hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ)
+) -> np.ndarray:
     """One event instance with 10 ms raised-cosine fades, unit peak."""
     time = np.arange(num_samples) / SAMPLING_RATE
     if label == "tone":
-        signal = np.sin(2 * np.pi * band_frequency(rng, split) * time + rng.uniform(0, 2 * np.pi))
+        signal = np.sin(2 * np.pi * band_frequency(rng, split, hz_range) * time + rng.uniform(0, 2 * np.pi))
     elif label == "chirp":
-        start, end = band_frequency(rng, split), band_frequency(rng, split)
+        start, end = band_frequency(rng, split, hz_range), band_frequency(rng, split, hz_range)
         phase = 2 * np.pi * (start * time + (end - start) * time**2 / (2 * time[-1]))
         signal = np.sin(phase)
     else:
-        centre = band_frequency(rng, split)
+        centre = band_frequency(rng, split, hz_range)
         spectrum = np.fft.rfft(rng.standard_normal(num_samples))
         frequencies = np.fft.rfftfreq(num_samples, 1 / SAMPLING_RATE)
         spectrum[np.abs(np.log2(np.maximum(frequencies, 1.0) / centre)) > 0.5] = 0  # one-octave band
@@ -84,7 +87,7 @@ def draw_events(
 
 def synthesize(
     events: list[tuple[float, float, str]], clip_seconds: float, rng: np.random.Generator, split: str,
-    snr_db: tuple[float, float] = (0.0, 20.0),
+    snr_db: tuple[float, float] = (0.0, 20.0), hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ),
 ) -> np.ndarray:
     """Background noise (white plus a low rumble) with the events added at SNRs drawn from `snr_db`."""
     num_samples = round(clip_seconds * SAMPLING_RATE)
@@ -94,7 +97,7 @@ def synthesize(
     waveform = background.copy()
     for onset, offset, label in events:
         start, end = round(onset * SAMPLING_RATE), round(offset * SAMPLING_RATE)
-        signal = event_signal(label, end - start, rng, split)
+        signal = event_signal(label, end - start, rng, split, hz_range)
         gain = background.std() * 10 ** (rng.uniform(*snr_db) / 20) / signal.std()
         waveform[start:end] += gain * signal
     return (waveform / max(1.0, np.abs(waveform).max() / 0.9)).astype(np.float32)
@@ -103,6 +106,7 @@ def synthesize(
 def write_sound_event_dataset(
     root: Path, clips: dict[str, int], clip_seconds: float = 5.12, max_events: int = 3, seed: int = 0,
     snr_db: tuple[float, float] = (0.0, 20.0), classes: tuple[str, ...] = CLASSES,
+    hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ),
 ) -> Path:
     """`clips` maps a split name ("train", "test", ...) to its number of clips; writes `root/<split>.tsv` and the
     audio under `root/audio/<split>/`."""
@@ -113,7 +117,7 @@ def write_sound_event_dataset(
             events = draw_events(rng, clip_seconds, max_events, classes)
             relative = f"audio/{split}/{index:05d}.wav"
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(root / relative, synthesize(events, clip_seconds, rng, split, snr_db), SAMPLING_RATE)
+            soundfile.write(root / relative, synthesize(events, clip_seconds, rng, split, snr_db, hz_range), SAMPLING_RATE)
             rows += [(relative, f"{onset:.2f}", f"{offset:.2f}", label) for onset, offset, label in events]
             rows += [] if events else [(relative, "", "", "")]
         with open(root / f"{split}.tsv", "w", newline="", encoding="utf-8") as handle:

@@ -11,7 +11,15 @@ import torch
 from conftest import import_example
 from modeling_asda import AsdaFeatureExtractor, AsdaForAudioFrameClassification
 from modeling_asda.data.events import Event, event_dataset, frame_targets, read_event_manifest, roll_events
-from modeling_asda.tools.events import Detection, detect_events, median_filter, median_filter_steps
+from modeling_asda.tools import classify
+from modeling_asda.tools.events import (
+    Detection,
+    detect_events,
+    median_filter,
+    median_filter_steps,
+    recording_events,
+    stitch_windows,
+)
 from modeling_asda.training import finetuning
 from modeling_asda.training.augment import mixup
 from modeling_asda.training.sed_metrics import SedScoringArguments, sed_metrics
@@ -21,6 +29,7 @@ make_sound_events = import_example("make_sound_events")
 TINY_CONFIG = {"model_type": "asda", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                "intermediate_size": 64}  # fmt: skip
 PRESET = "configuration/finetuning/strong-labels.json"
+TONE_HZ = (500.0, 2000.0)  # two octaves of tones: enough for a tiny model trained in seconds to generalise
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -100,7 +109,7 @@ def tone_events(tmp_path_factory):
     root = tmp_path_factory.mktemp("tone_events")
     make_sound_events.write_sound_event_dataset(
         root, {"train": 64, "test": 8}, clip_seconds=2.56, max_events=2, seed=0, snr_db=(10.0, 20.0),
-        classes=("tone",),
+        classes=("tone",), hz_range=TONE_HZ,
     )  # fmt: skip
     (root / "tiny.json").write_text(json.dumps(TINY_CONFIG))
     return root
@@ -128,7 +137,9 @@ def tone_detector(tone_events, tmp_path_factory):
 def clean_tone(onset: float, offset: float, duration: float, seed: int = 1) -> np.ndarray:
     """A test-band tone at 20 dB SNR over the generator's background."""
     rng = np.random.default_rng(seed)
-    return make_sound_events.synthesize([(onset, offset, "tone")], duration, rng, "test", snr_db=(20.0, 20.0))
+    return make_sound_events.synthesize(
+        [(onset, offset, "tone")], duration, rng, "test", snr_db=(20.0, 20.0), hz_range=TONE_HZ
+    )
 
 
 def test_strong_label_finetuning_finds_a_tone_within_one_time_patch(tone_detector):
@@ -213,3 +224,54 @@ def test_median_filter_flag_removes_a_one_step_false_alarm(sed_scores_eval):
     assert raw["event_f1"] == pytest.approx(2 / 3)  # TP 1, FP 1
     filtered = sed_metrics(scores, truth, durations, 0.1, ["a"], SedScoringArguments(median_filter_seconds=0.3))
     assert filtered["event_f1"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# asda-classify --events
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_an_event_crossing_a_window_boundary_is_one_event():
+    # Windows [0, 2.56) and [2.56, 5.12) of 16 steps of 0.16 s; the event runs from step 13 of the first window
+    # (2.08 s) to step 3 of the second (3.20 s).
+    first, second = np.zeros((16, 1)), np.zeros((16, 1))
+    first[13:], second[:4] = 0.9, 0.8
+    spans = [(0.0, 2.56), (2.56, 5.12)]
+    per_window = [detect_events(scores, 0.16, ["tone"]) for scores in (first, second)]
+    assert sum(len(events) for events in per_window) == 2  # what window-by-window detection reports
+    events = recording_events([first, second], spans, 0.16, 0.01, ["tone"])
+    assert len(events) == 1
+    assert events[0].onset == pytest.approx(2.08) and events[0].offset == pytest.approx(3.20)
+    assert events[0].score == pytest.approx(0.9)
+
+
+def test_overlapping_windows_are_averaged_and_padding_is_dropped():
+    # Window 2 starts at 0.32 s (2 steps into window 1) and ends at 0.8 s; its steps past 0.8 s are padding.
+    first, second = np.full((4, 1), 0.2), np.full((4, 1), 0.8)
+    second[3] = 5.0  # padding: must not count
+    stitched = stitch_windows([first, second], [(0.0, 0.64), (0.32, 0.8)], 0.16, 0.16)
+    np.testing.assert_allclose(stitched[:, 0], [0.2, 0.2, 0.5, 0.5, 0.8])
+
+
+def write_boundary_crossing_tone(path, seed: int) -> tuple[float, float]:
+    onset, offset = 2.0, 3.2  # across the first window boundary at 2.56 s
+    rng = np.random.default_rng(seed)
+    waveform = make_sound_events.synthesize(
+        [(onset, offset, "tone")], 6.0, rng, "test", snr_db=(20.0, 20.0), hz_range=TONE_HZ
+    )
+    soundfile.write(path, waveform, 16000)
+    return onset, offset
+
+
+def test_classify_events_merges_a_boundary_crossing_event_into_one_row(tone_detector, tmp_path, capsys):
+    folder, _ = tone_detector
+    onset, offset = write_boundary_crossing_tone(tmp_path / "long.wav", seed=0)
+    exit_code = classify.main([str(tmp_path / "long.wav"), "--model", str(folder), "--events", "--output_format",
+                               "tsv", "--median_filter_seconds", "0.33", "--device", "cpu"])  # fmt: skip
+    rows = capsys.readouterr().out.splitlines()
+    assert exit_code == 0 and rows[0] == "filename\tonset\toffset\tevent_label\tscore"
+    assert len(rows) == 2, rows  # one event, though the 2.56 s windows cut it in two
+    _, row_onset, row_offset, label, score = rows[1].split("\t")
+    assert label == "tone" and float(score) >= 0.5
+    assert abs(float(row_onset) - onset) <= 0.16 and abs(float(row_offset) - offset) <= 0.16, rows
+    assert float(row_onset) < 2.56 < float(row_offset)

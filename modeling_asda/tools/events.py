@@ -95,4 +95,28 @@ def stitch_windows(
     return total / count
 
 
-__all__ = ["Detection", "detect_events", "median_filter", "median_filter_steps", "stitch_windows"]
+def recording_events(
+    window_scores: list[np.ndarray],
+    window_spans: list[tuple[float, float]],
+    step_seconds: float,
+    frame_seconds: float,
+    class_names: list[str],
+    threshold: float = 0.5,
+    median_filter_seconds: float = 0.0,
+) -> list[Detection]:
+    """The events of a recording from its windows' frame scores: stitched onto one timeline of `frame_seconds`
+    steps, median-filtered, thresholded; an event that crosses a window boundary is one event."""
+    scores = stitch_windows(window_scores, window_spans, step_seconds, frame_seconds)
+    scores = median_filter(scores, median_filter_steps(median_filter_seconds, frame_seconds))
+    duration = max(end for _, end in window_spans)
+    return detect_events(scores, frame_seconds, class_names, threshold, duration)
+
+
+__all__ = [
+    "Detection",
+    "detect_events",
+    "median_filter",
+    "median_filter_steps",
+    "recording_events",
+    "stitch_windows",
+]
