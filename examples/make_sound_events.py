@@ -33,7 +33,7 @@ import soundfile
 
 SAMPLING_RATE = 16000
 CLASSES = ("tone", "chirp", "noise_burst")
-LOW_HZ, HIGH_HZ, NUM_BANDS = 250.0, 5000.0, 24
+LOW_HZ, HIGH_HZ, NUM_BANDS = 250.0, 5000.0, 48
 MIN_EVENT_SECONDS, MAX_EVENT_SECONDS = 0.3, 1.5
 
 

@@ -275,3 +275,34 @@ def test_classify_events_merges_a_boundary_crossing_event_into_one_row(tone_dete
     assert label == "tone" and float(score) >= 0.5
     assert abs(float(row_onset) - onset) <= 0.16 and abs(float(row_offset) - offset) <= 0.16, rows
     assert float(row_onset) < 2.56 < float(row_offset)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The synthetic events of examples/make_sound_events.py
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_generator_keeps_train_and_test_frequencies_in_disjoint_bands():
+    rng = np.random.default_rng(0)
+    low, high, bands = make_sound_events.LOW_HZ, make_sound_events.HIGH_HZ, make_sound_events.NUM_BANDS
+    for split, parity in (("train", 0), ("test", 1)):
+        frequencies = np.array([make_sound_events.band_frequency(rng, split) for _ in range(500)])
+        band = np.floor(np.log(frequencies / low) / np.log(high / low) * bands).astype(int)
+        assert set(band % 2) == {parity} and len(set(band)) == bands // 2
+
+
+def test_generator_ground_truth_marks_where_the_energy_is(tmp_path):
+    make_sound_events.write_sound_event_dataset(tmp_path, {"test": 6}, clip_seconds=3.0, seed=1, snr_db=(20.0, 20.0))
+    clips = read_event_manifest(tmp_path / "test.tsv")
+    assert len(clips) == 6 and any(clips.values())
+    for clip, events in clips.items():
+        waveform, sampling_rate = soundfile.read(clip)
+        assert sampling_rate == 16000 and len(waveform) == 48000
+        inside = np.zeros(len(waveform), dtype=bool)
+        for event in events:
+            inside[round(event.onset * 16000) : round(event.offset * 16000)] = True
+        for label in {event.label for event in events}:  # one class never overlaps or touches itself
+            spans = [(event.onset, event.offset) for event in events if event.label == label]
+            assert all(end < start for (_, end), (start, _) in zip(spans, spans[1:]))
+        if inside.any():  # 20 dB SNR: events are ~100 times the background's power
+            assert np.mean(waveform[inside] ** 2) > 20 * np.mean(waveform[~inside] ** 2)
