@@ -47,7 +47,11 @@ def band_frequency(rng: np.random.Generator, split: str, hz_range: tuple[float, 
 
 
 def event_signal(
-    label: str, num_samples: int, rng: np.random.Generator, split: str, hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ)
+    label: str,
+    num_samples: int,
+    rng: np.random.Generator,
+    split: str,
+    hz_range: tuple[float, float] = (LOW_HZ, HIGH_HZ),
 ) -> np.ndarray:
     """One event instance with 10 ms raised-cosine fades, unit peak."""
     time = np.arange(num_samples) / SAMPLING_RATE
@@ -117,7 +121,8 @@ def write_sound_event_dataset(
             events = draw_events(rng, clip_seconds, max_events, classes)
             relative = f"audio/{split}/{index:05d}.wav"
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(root / relative, synthesize(events, clip_seconds, rng, split, snr_db, hz_range), SAMPLING_RATE)
+            waveform = synthesize(events, clip_seconds, rng, split, snr_db, hz_range)
+            soundfile.write(root / relative, waveform, SAMPLING_RATE)
             rows += [(relative, f"{onset:.2f}", f"{offset:.2f}", label) for onset, offset, label in events]
             rows += [] if events else [(relative, "", "", "")]
         with open(root / f"{split}.tsv", "w", newline="", encoding="utf-8") as handle:

@@ -150,7 +150,7 @@ def main():
             "--warmup_steps", str(args.max_steps // 10), "--learning_rate", "1e-3", "--layer_decay", "1",
             "--per_device_train_batch_size", "16", "--eval_strategy", "no", "--save_strategy", "no",
             "--load_best_model_at_end", "false", "--logging_steps", "100", "--seed", str(args.seed),
-            # A model this small trained from scratch underfits: no mixup or stochastic depth (roll and SpecAugment stay).
+            # A model this small trained from scratch underfits: no mixup or stochastic depth.
             "--mixup_alpha", "0", "--drop_path_rate", "0",
         ]))  # fmt: skip
     model = AsdaForAudioFrameClassification.from_pretrained(model_dir).eval()

@@ -126,7 +126,8 @@ def tone_detector(tone_events, tmp_path_factory):
         PRESET, "--config_name", str(tone_events / "tiny.json"), "--train_file", str(tone_events / "train.tsv"),
         "--eval_file", str(tone_events / "test.tsv"), "--target_length", "256", "--output_dir", str(output_dir),
         "--do_train", "--use_cpu", "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
-        "--fp16", "false", "--max_steps", "300", "--warmup_steps", "20", "--learning_rate", "2e-3", "--layer_decay", "1",
+        "--fp16", "false", "--max_steps", "300", "--warmup_steps", "20", "--learning_rate", "2e-3",
+        "--layer_decay", "1",
         "--per_device_train_batch_size", "8", "--eval_strategy", "no", "--save_strategy", "no",
         "--load_best_model_at_end", "false", "--logging_steps", "100", "--seed", "0",
     ]))  # fmt: skip
