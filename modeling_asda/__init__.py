@@ -11,6 +11,7 @@ from .feature_extraction_asda import AsdaFeatureExtractor, load_audio
 from .modeling_asda import (
     AUTO_CLASSES,
     AsdaForAudioClassification,
+    AsdaForAudioFrameClassification,
     AsdaForPreTraining,
     AsdaModel,
     AsdaPreTrainedModel,
@@ -27,6 +28,7 @@ __all__ = [
     "AsdaConfig",
     "AsdaFeatureExtractor",
     "AsdaForAudioClassification",
+    "AsdaForAudioFrameClassification",
     "AsdaForPreTraining",
     "AsdaModel",
     "AsdaPreTrainedModel",

@@ -30,7 +30,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput, TokenClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
@@ -392,9 +392,10 @@ class AsdaPreTrainedModel(PreTrainedModel):
         N(0, 1) CLS token and the fixed sin-cos positions.
 
         The model that owns a layer with another official init overrides this for that layer: `AsdaModel` (patch
-        convolution), `AsdaForAudioClassification` (classifier), `AsdaForPreTraining` (decoder). Those overrides key
-        on the `Conv2d` / `Linear` itself: transformers skips this method for a custom-code module that owns no
-        tensors of its own, such as `AsdaPatchEmbeddings` or `AsdaDecoder`.
+        convolution), `AsdaForAudioClassification` (classifier), `AsdaForAudioFrameClassification` (frame classifier),
+        `AsdaForPreTraining` (decoder). Those overrides key on the `Conv2d` / `Linear` itself: transformers skips this
+        method for a custom-code module that owns no tensors of its own, such as `AsdaPatchEmbeddings` or
+        `AsdaDecoder`.
         """
         super()._init_weights(module)
         if isinstance(module, AsdaEmbeddings):
@@ -406,7 +407,8 @@ class AsdaPreTrainedModel(PreTrainedModel):
 
         transformers names only the saved class in `config.auto_map`; every ASDA Auto class is named here (entries
         already present win, e.g. a pointer to a shared code repo), so that one folder loads through `AutoConfig`,
-        `AutoModel`, `AutoModelForAudioClassification` and `AutoModelForPreTraining` with `trust_remote_code=True`.
+        `AutoModel`, `AutoModelForAudioClassification`, `AutoModelForAudioFrameClassification` and
+        `AutoModelForPreTraining` with `trust_remote_code=True`.
         """
         self.config.auto_map = {**hub_auto_map(), **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
@@ -590,6 +592,96 @@ class AsdaForAudioClassification(AsdaPreTrainedModel):
         return F.cross_entropy(logits, labels.view(-1))
 
 
+class AsdaForAudioFrameClassification(AsdaPreTrainedModel):
+    """ASDA with a per-time-step head for sound event detection: the patch tokens of each time patch (16 frames, 160 ms
+    at the 10 ms frame shift) averaged over frequency -> LayerNorm -> Linear, giving logits of shape
+    `(batch_size, num_time_patches, num_labels)`.
+
+    It loads the encoder of any ASDA/EAT folder (pre-training, encoder, clip classifier); the head starts fresh.
+    """
+
+    # Pre-training folders carry a teacher and a decoder, clip classifiers a CLS head: none of them is used here.
+    _keys_to_ignore_on_load_unexpected = [r"^teacher\.", r"^decoder\.", r"^fc_norm\.", r"^classifier\."]
+    # The loss is a per-micro-batch mean: let Trainer average it over gradient-accumulation steps.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: AsdaConfig):
+        super().__init__(config)
+        self.asda = AsdaModel(config)
+        self.frame_norm = nn.LayerNorm(config.hidden_size, eps=config.classifier_norm_eps)
+        self.frame_classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module):
+        if module is self.frame_classifier:
+            init.trunc_normal_(module.weight, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        else:
+            super()._init_weights(module)
+
+    def freeze_feature_encoder(self):
+        """Freeze the patch embedding (the only 'feature encoder' of a spectrogram transformer)."""
+        self.asda.embeddings.patch_embeddings.requires_grad_(False)
+
+    def time_patch_seconds(self, frame_shift_seconds: float = 0.01) -> float:
+        """Duration of one output step: `patch_size` spectrogram frames (0.16 s at the 10 ms frame shift)."""
+        return self.config.patch_size * frame_shift_seconds
+
+    def logits_per_frame(self, logits: torch.Tensor) -> torch.Tensor:
+        """Repeat each time patch's logits over its `patch_size` spectrogram frames: `(batch, num_frames, labels)`."""
+        return logits.repeat_interleave(self.config.patch_size, dim=1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        r"""
+        labels (`torch.FloatTensor` of shape `(batch_size, num_time_patches, num_labels)`, *optional*):
+            Multi-hot (or soft, e.g. mixed) targets per time patch; -100 marks an entry to ignore (e.g. padding). The
+            loss is the binary cross-entropy averaged over the other entries of the time patches that `attention_mask`
+            marks as real (all of them without a mask).
+        """
+        outputs = self.asda(input_values, attention_mask=attention_mask, **kwargs)
+        batch_size, num_frames, _ = input_values.shape
+        num_time_patches = num_frames // self.config.patch_size
+        patch_tokens = outputs.last_hidden_state[:, 1:].view(batch_size, num_time_patches, -1, self.config.hidden_size)
+        logits = self.frame_classifier(self.frame_norm(patch_tokens.mean(dim=2)))
+        loss = None
+        if labels is not None:
+            loss = self.frame_loss(logits, labels, self.time_patch_mask(attention_mask, input_values))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    def time_patch_mask(self, attention_mask: torch.Tensor | None, input_values: torch.Tensor) -> torch.Tensor | None:
+        """`(batch, num_time_patches)`, True where a time patch holds real audio (the encoder's reading of the mask)."""
+        if attention_mask is None:
+            return None
+        token_mask = self.asda._token_attention_mask(attention_mask, input_values)
+        batch_size, num_frames, _ = input_values.shape
+        return token_mask[:, 1:].view(batch_size, num_frames // self.config.patch_size, -1).any(dim=-1)
+
+    def frame_loss(
+        self, logits: torch.Tensor, labels: torch.Tensor, time_patch_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean binary cross-entropy over the entries of real time patches whose label is not -100."""
+        if labels.shape != logits.shape:
+            raise ValueError(
+                "labels must have the logits' shape (batch_size, num_time_patches, num_labels) = "
+                f"{tuple(logits.shape)}, got {tuple(labels.shape)}."
+            )
+        labels = labels.float()
+        keep = labels != -100
+        if time_patch_mask is not None:
+            keep = keep & time_patch_mask[:, :, None]
+        losses = F.binary_cross_entropy_with_logits(logits.float(), labels.clamp(min=0.0), reduction="none")
+        return (losses * keep).sum() / keep.sum().clamp(min=1)
+
+
 class AsdaForPreTraining(AsdaPreTrainedModel):
     """EAT's self-supervised teacher-student pre-training with ASDA encoders.
 
@@ -750,6 +842,7 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
 AUTO_CLASSES = {
     "AutoModel": AsdaModel,
     "AutoModelForAudioClassification": AsdaForAudioClassification,
+    "AutoModelForAudioFrameClassification": AsdaForAudioFrameClassification,
     "AutoModelForPreTraining": AsdaForPreTraining,
 }
 
@@ -769,6 +862,7 @@ for auto_class_name, model_class in AUTO_CLASSES.items():
 __all__ = [
     "AUTO_CLASSES",
     "AsdaForAudioClassification",
+    "AsdaForAudioFrameClassification",
     "AsdaForPreTraining",
     "AsdaModel",
     "AsdaPreTrainedModel",

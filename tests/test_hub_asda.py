@@ -124,6 +124,7 @@ def test_saved_folder_holds_the_code_and_an_auto_map_for_every_auto_class(classi
         "AutoConfig": "configuration_asda.AsdaConfig",
         "AutoModel": "modeling_asda.AsdaModel",
         "AutoModelForAudioClassification": "modeling_asda.AsdaForAudioClassification",
+        "AutoModelForAudioFrameClassification": "modeling_asda.AsdaForAudioFrameClassification",
         "AutoModelForPreTraining": "modeling_asda.AsdaForPreTraining",
     }
     preprocessor = json.loads((classifier_dir / "preprocessor_config.json").read_text())
@@ -147,13 +148,13 @@ REMOTE_SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
     from transformers import (AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification,
-                              AutoModelForPreTraining, pipeline)
+                              AutoModelForAudioFrameClassification, AutoModelForPreTraining, pipeline)
 
     folder, wave_path, out_path = sys.argv[1:]
     wave = np.load(wave_path)
     classes = {}
-    for auto_class in (AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining,
-                       AutoFeatureExtractor):
+    for auto_class in (AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForAudioFrameClassification,
+                       AutoModelForPreTraining, AutoFeatureExtractor):
         loaded = auto_class.from_pretrained(folder, trust_remote_code=True)
         classes[auto_class.__name__] = f"{type(loaded).__module__}.{type(loaded).__name__}"
     model = AutoModelForAudioClassification.from_pretrained(folder, trust_remote_code=True).eval()
@@ -185,6 +186,7 @@ def test_saved_folder_loads_as_remote_code_in_a_fresh_process(classifier_dir, wa
         "AutoConfig": "AsdaConfig",
         "AutoModel": "AsdaModel",
         "AutoModelForAudioClassification": "AsdaForAudioClassification",
+        "AutoModelForAudioFrameClassification": "AsdaForAudioFrameClassification",
         "AutoModelForPreTraining": "AsdaForPreTraining",
         "AutoFeatureExtractor": "AsdaFeatureExtractor",
     }

@@ -466,7 +466,13 @@ def test_classify_refuses_a_checkpoint_without_a_trained_classification_head(mod
                                         "shift, got 0.015"),
         (["--window_seconds", "1", "--hop_seconds", "2"], "argument --hop_seconds: must be at most the window "
                                                           "(100 frames), got 2.0"),
-        (["--output_format", "csv"], "argument --output_format: invalid choice: 'csv' (choose from text, jsonl)"),
+        (["--output_format", "csv"], "argument --output_format: invalid choice: 'csv' (choose from text, jsonl, tsv)"),
+        (["--output_format", "tsv"], "argument --output_format: 'tsv' lists events; it needs --events"),
+        (["--events", "--threshold", "0"], "argument --threshold: must be a positive number, got 0.0"),
+        (["--events", "--median_filter_seconds", "-1"], "argument --median_filter_seconds: must be a non-negative "
+                                                        "number, got -1.0"),
+        (["--events", "--backend", "onnx"], "argument --backend: --events runs frame classifiers on torch only, "
+                                            "got onnx"),
     ],
 )  # fmt: skip
 def test_classify_reports_bad_arguments_as_usage_errors(classifier, tmp_path, capsys, flags, message):
@@ -476,6 +482,16 @@ def test_classify_reports_bad_arguments_as_usage_errors(classifier, tmp_path, ca
     captured = capsys.readouterr()
     assert exit_info.value.code == 2 and not captured.out
     assert f"error: {message}" in captured.err
+
+
+def test_classify_events_refuses_a_clip_classifier(classifier, tmp_path, capsys):
+    clip = write_noise(tmp_path / "clip.wav", 1.0)
+    with pytest.raises(SystemExit) as exit_info:
+        classify.main([str(clip), "--model", str(classifier), "--device", "cpu", "--events"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and not captured.out
+    assert f"error: argument --model: {classifier} holds no trained frame classification head" in captured.err
+    assert "strong-labels.json" in captured.err
 
 
 @pytest.mark.parametrize(

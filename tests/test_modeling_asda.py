@@ -1,4 +1,4 @@
-"""AsdaModel / AsdaForAudioClassification: transformers' common tests, golden parity and padding behaviour."""
+"""AsdaModel / AsdaForAudioClassification / AsdaForAudioFrameClassification: transformers' common tests, golden parity and padding behaviour."""
 
 import inspect
 import json
@@ -14,7 +14,7 @@ from transformers_tests.test_configuration_common import ConfigTester
 from transformers_tests.test_modeling_common import ModelTesterMixin, floats_tensor
 
 from conftest import FIXTURES
-from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaModel
+from modeling_asda import AsdaConfig, AsdaForAudioClassification, AsdaForAudioFrameClassification, AsdaModel
 from modeling_asda.tools.convert_checkpoint import config_from_fairseq, convert_state_dict
 
 
@@ -58,7 +58,7 @@ class AsdaModelTester:
 
 
 class AsdaModelTest(ModelTesterMixin, unittest.TestCase):
-    all_model_classes = (AsdaModel, AsdaForAudioClassification)
+    all_model_classes = (AsdaModel, AsdaForAudioClassification, AsdaForAudioFrameClassification)
     test_resize_embeddings = False
     has_attentions = True
 
@@ -68,17 +68,28 @@ class AsdaModelTest(ModelTesterMixin, unittest.TestCase):
         # touch; add ASDA to them for this class only.
         modeling_auto.MODEL_MAPPING_NAMES["asda"] = "AsdaModel"
         modeling_auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES["asda"] = "AsdaForAudioClassification"
+        modeling_auto.MODEL_FOR_AUDIO_FRAME_CLASSIFICATION_MAPPING_NAMES["asda"] = "AsdaForAudioFrameClassification"
 
     @classmethod
     def tearDownClass(cls):
         modeling_auto.MODEL_MAPPING_NAMES.pop("asda")
         modeling_auto.MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES.pop("asda")
+        modeling_auto.MODEL_FOR_AUDIO_FRAME_CLASSIFICATION_MAPPING_NAMES.pop("asda")
 
     def setUp(self):
         self.model_tester = AsdaModelTester(self)
         self.config_tester = ConfigTester(
             self, config_class=AsdaConfig, has_text_modality=False, hidden_size=32, num_attention_heads=4
         )
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        # The mixin builds no labels for audio frame classifiers: give multi-hot targets per time patch.
+        inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels)
+        if return_labels and model_class is AsdaForAudioFrameClassification:
+            tester = self.model_tester
+            shape = (tester.batch_size, tester.num_frames // tester.patch_size, tester.num_labels)
+            inputs_dict["labels"] = torch.zeros(shape)
+        return inputs_dict
 
     def test_config(self):
         self.config_tester.run_common_tests()

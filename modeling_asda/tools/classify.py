@@ -20,6 +20,13 @@ as the official evaluation treats a clip, and gets one output row with its time 
 model's clip length (its feature extractor's `max_length`: 1024 frames = 10.24 s for AudioSet models) and windows
 follow each other without gap or overlap, so every frame of the recording is classified exactly once; the last window
 holds the rest of the recording (padded like a short clip) and ends at the recording's end.
+
+With `--events` and a frame classifier (sound event detection), the output is the recording's events instead:
+
+    asda-classify long_recording.wav --model my-sed-model --events --median_filter_seconds 0.48 --output_format tsv
+
+The windows' frame scores are put on one timeline (averaged where windows overlap), median-filtered and thresholded,
+so an event that crosses a window boundary is one row: onset, offset, label and score (its highest frame score).
 """
 
 import json
@@ -31,7 +38,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from transformers import AutoModelForAudioClassification, HfArgumentParser
+from transformers import AutoModelForAudioClassification, AutoModelForAudioFrameClassification, HfArgumentParser
 
 from ..deployment import BACKENDS, check_backend_device, load_deployed_model
 from ..feature_extraction_asda import AsdaFeatureExtractor, load_audio
@@ -42,11 +49,13 @@ from .cli import (
     load_feature_extractor,
     parse_arguments,
 )
+from .events import Detection, recording_events
 
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = ("text", "jsonl")
+OUTPUT_FORMATS = ("text", "jsonl", "tsv")
+EVENTS_TSV_HEADER = "filename\tonset\toffset\tevent_label\tscore"
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,8 @@ def classify_windows(
     batch_size: int = 8,
 ) -> np.ndarray:
     """Class scores `(num_windows, num_labels)` of a waveform at `feature_extractor.sampling_rate`: sigmoid scores
-    for a multi-label model, softmax probabilities otherwise.
+    for a multi-label model, softmax probabilities otherwise; for a frame classifier, sigmoid scores
+    `(num_windows, num_time_patches, num_labels)`.
 
     Every window is featurised on its own and padded to the model's clip length (or to the window, if longer), with the
     extractor's own mask setting: the last, shorter window is classified as the official evaluation classifies a
@@ -139,7 +149,8 @@ def classify_windows(
         ).to(model.device)
         inputs["input_values"] = inputs["input_values"].to(model.dtype)
         logits = model(**inputs).logits.float()
-        scores.append((logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu().numpy())
+        sigmoid = multi_label or logits.ndim == 3
+        scores.append((logits.sigmoid() if sigmoid else logits.softmax(dim=-1)).cpu().numpy())
     return np.concatenate(scores)
 
 
@@ -158,7 +169,19 @@ class ClassifyArguments:
     )
     batch_size: int = field(default=8, metadata={"help": "Windows per forward pass."})
     output_format: str = field(
-        default="text", metadata={"help": "'text' (aligned rows) or 'jsonl' (one json object per window)."}
+        default="text",
+        metadata={
+            "help": "'text' (aligned rows), 'jsonl' (one json object per window or event) or, with --events, 'tsv' "
+            "(filename, onset, offset, event_label, score with a header: the event manifest form)."
+        },
+    )
+    events: bool = field(
+        default=False,
+        metadata={"help": "Sound event detection with a frame classifier: print events, merged across windows."},
+    )
+    threshold: float = field(default=0.5, metadata={"help": "--events: score at which a frame holds an event."})
+    median_filter_seconds: float = field(
+        default=0.0, metadata={"help": "--events: median filter over time before thresholding (seconds; 0: none)."}
     )
     feature_preset: str | None = field(
         default=None, metadata={"help": "audioset, esc50 or speech_commands instead of the model's own extractor."}
@@ -176,18 +199,28 @@ class ClassifyArguments:
     def __post_init__(self):
         check_arguments(
             self,
-            positive=("top_k", "window_seconds", "hop_seconds", "batch_size"),
+            positive=("top_k", "window_seconds", "hop_seconds", "batch_size", "threshold"),
+            non_negative=("median_filter_seconds",),
             choices={"output_format": OUTPUT_FORMATS, "backend": BACKENDS},
         )
         check_backend_device(self.backend, self.device)
+        if self.output_format == "tsv" and not self.events:
+            raise UsageError("argument --output_format: 'tsv' lists events; it needs --events")
+        if self.events and self.backend != "torch":
+            raise UsageError(f"argument --backend: --events runs frame classifiers on torch only, got {self.backend}")
 
 
-def load_classifier(model_name_or_path: str, **hub_kwargs):
-    """A fine-tuned classifier, or a `UsageError` for a checkpoint without a trained head (whose head would be
-    randomly initialised and give meaningless scores)."""
-    model, loading_info = AutoModelForAudioClassification.from_pretrained(
-        model_name_or_path, output_loading_info=True, **hub_kwargs
-    )
+def load_classifier(model_name_or_path: str, frame_classifier: bool = False, **hub_kwargs):
+    """A fine-tuned clip (or frame) classifier, or a `UsageError` for a checkpoint without a trained head (whose head
+    would be randomly initialised and give meaningless scores)."""
+    auto_class = AutoModelForAudioFrameClassification if frame_classifier else AutoModelForAudioClassification
+    model, loading_info = auto_class.from_pretrained(model_name_or_path, output_loading_info=True, **hub_kwargs)
+    if loading_info["missing_keys"] and frame_classifier:
+        raise UsageError(
+            f"argument --model: {model_name_or_path} holds no trained frame classification head (it has no "
+            f"{', '.join(sorted(loading_info['missing_keys']))}): --events needs a sound event detector. Fine-tune "
+            "one on event manifests first (examples/run_finetune.py configuration/finetuning/strong-labels.json)."
+        )
     if loading_info["missing_keys"]:
         raise UsageError(
             f"argument --model: {model_name_or_path} holds no trained classification head (it has no "
@@ -223,6 +256,15 @@ def format_row(path: str, window: Window, labels: list[str], scores: list[float]
     return f"{path}\t{window.start:8.2f}\t{window.end:8.2f}\t{predictions}"
 
 
+def format_event(path: str, event: Detection, output_format: str) -> str:
+    if output_format == "jsonl":
+        record = {"file": path, "onset": round(event.onset, 3), "offset": round(event.offset, 3)}
+        return json.dumps({**record, "label": event.label, "score": round(event.score, 6)})
+    if output_format == "tsv":
+        return f"{path}\t{event.onset:.3f}\t{event.offset:.3f}\t{event.label}\t{event.score:.6f}"
+    return f"{path}\t{event.onset:8.2f}\t{event.offset:8.2f}\t{event.label}\t{event.score:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Classify every file and print one row per window; a file that cannot be read or classified is reported on
     stderr with its name and skipped. Returns (and exits with) 1 when a file failed, 2 for bad arguments."""
@@ -236,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         window_frames, hop_frames = window_and_hop_frames(args, feature_extractor)
         if args.backend == "torch":
-            model = load_classifier(args.model, **hub_kwargs).to(args.device or default_device()).eval()
+            model = load_classifier(args.model, args.events, **hub_kwargs).to(args.device or default_device()).eval()
         else:
             load_torch_model = partial(load_classifier, args.model, **hub_kwargs)
             model = load_deployed_model(
@@ -246,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     top_k = min(args.top_k, len(names))
+    frame_seconds = feature_extractor.hop_length / feature_extractor.sampling_rate
+    if args.events and args.output_format == "tsv":
+        print(EVENTS_TSV_HEADER, flush=True)
 
     failed = 0
     for path in namespace.files:
@@ -256,6 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # a file that cannot be read or classified must not stop the others
             print(f"{path}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
             failed += 1
+            continue
+        if args.events:
+            spans = [(window.start, window.end) for window in windows]
+            step_seconds = model.config.patch_size * frame_seconds
+            events = recording_events(
+                list(scores), spans, step_seconds, frame_seconds, names, args.threshold, args.median_filter_seconds
+            )
+            for event in events:
+                print(format_event(path, event, args.output_format), flush=True)
             continue
         for window, window_scores in zip(windows, scores):
             best = np.argsort(-window_scores, kind="stable")[:top_k]

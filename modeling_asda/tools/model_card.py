@@ -18,6 +18,7 @@ from .files import write_text_atomically
 # Architecture -> (Hub pipeline tag, Auto class used in the snippet).
 ARCHITECTURES = {
     "AsdaForAudioClassification": ("audio-classification", "AutoModelForAudioClassification"),
+    "AsdaForAudioFrameClassification": ("audio-classification", "AutoModelForAudioFrameClassification"),
     "AsdaModel": ("feature-extraction", "AutoModel"),
     "AsdaForPreTraining": ("feature-extraction", "AutoModelForPreTraining"),
 }
@@ -38,7 +39,7 @@ PRETRAINED_CARD_TEXT = (
     "`examples/run_finetune.py`."
 )
 # Metrics reported on a fine-tuned model's card, and their Hub metric ids.
-RESULT_METRICS = ("mAP", "mAUC", "d_prime", "accuracy", "top5_accuracy", "loss")
+RESULT_METRICS = ("mAP", "mAUC", "d_prime", "accuracy", "top5_accuracy", "frame_mAP", "frame_f1", "loss")
 CARD_METRICS = {"mAP": "mean_average_precision", "mAUC": "roc_auc", "accuracy": "accuracy"}
 
 
@@ -116,6 +117,8 @@ def _card_body(config, architecture, auto_class, family, repo_id, revision, desc
         )
     else:
         kind = {
+            "AsdaForAudioFrameClassification": f"sound event detector ({len(config.get('id2label', {}))} classes, "
+            "sigmoid scores per 16-frame time patch; `asda-classify --events` lists the events of a recording)",
             "AsdaModel": "audio encoder (CLS and patch features)",
             "AsdaForPreTraining": "encoder with its pre-training teacher and decoder (EAT recipe)",
         }[architecture]
@@ -147,7 +150,9 @@ def _card_body(config, architecture, auto_class, family, repo_id, revision, desc
 def finetuning_card_section(args, config, metrics: dict[str, float]) -> str:
     """The "Fine-tuning" section of a fine-tuned model's card: the recipe of `args` (`AsdaFinetuningArguments`) and
     the evaluation `metrics`."""
-    if config.problem_type == "multi_label_classification":
+    if (getattr(config, "architectures", None) or [None])[0] == "AsdaForAudioFrameClassification":
+        objective = "binary cross-entropy per time patch, averaged over the frame targets of real (not padded) audio"
+    elif config.problem_type == "multi_label_classification":
         objective = (
             f"binary cross-entropy, summed and divided by the number of {args.multilabel_loss_normalization}"
         )

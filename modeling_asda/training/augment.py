@@ -22,12 +22,17 @@ import numpy as np
 import torch
 
 
+# A target entry that the losses and metrics skip (the transformers convention).
+IGNORED_TARGET = -100
+
 
 def roll_and_gain(
-    waveform: np.ndarray, gain_beta: float = 10.0, gain_offset: float = 0.5, rng=np.random
+    waveform: np.ndarray, gain_beta: float = 10.0, gain_offset: float = 0.5, rng=np.random, shift: int | None = None
 ) -> np.ndarray:
-    """Circularly shift the waveform by a uniform offset and scale it by `Beta(gain_beta, gain_beta) + gain_offset`."""
-    shift = rng.randint(len(waveform))
+    """Circularly shift the waveform by `shift` samples (default: a uniform offset) and scale it by
+    `Beta(gain_beta, gain_beta) + gain_offset`."""
+    if shift is None:
+        shift = rng.randint(len(waveform))
     gain = rng.beta(gain_beta, gain_beta) + gain_offset
     return (np.roll(waveform, shift) * gain).astype(np.float32)
 
@@ -43,17 +48,22 @@ def mixup(
     input_values: torch.Tensor, labels: torch.Tensor, alpha: float, prob: float = 0.9, rng=np.random
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Batch mixup (timm's "batch" mode): with probability `prob`, mix the batch with its reverse using one
-    `lambda ~ Beta(alpha, alpha)` for inputs and float targets alike. Returns the inputs, the targets and lambda."""
+    `lambda ~ Beta(alpha, alpha)` for inputs and float targets alike. Returns the inputs, the targets and lambda.
+
+    Targets are `(batch, num_labels)` or, for frame targets, `(batch, num_steps, num_labels)`; an entry of -100
+    (ignored, e.g. padding) stays ignored in the mix when either clip has it."""
     if alpha <= 0.0 or rng.rand() >= prob:
         return input_values, labels, 1.0
-    if not labels.is_floating_point() or labels.ndim != 2:
+    if not labels.is_floating_point() or labels.ndim not in (2, 3):
         raise ValueError(
-            f"mixup needs (batch, num_labels) float targets, got {labels.dtype} of shape {tuple(labels.shape)}."
+            "mixup needs (batch, num_labels) or (batch, num_steps, num_labels) float targets, got "
+            f"{labels.dtype} of shape {tuple(labels.shape)}."
         )
     lam = float(rng.beta(alpha, alpha))
     mixed_inputs = input_values * lam + input_values.flip(0) * (1.0 - lam)
     mixed_labels = labels * lam + labels.flip(0) * (1.0 - lam)
-    return mixed_inputs, mixed_labels, lam
+    ignored = (labels == IGNORED_TARGET) | (labels.flip(0) == IGNORED_TARGET)
+    return mixed_inputs, mixed_labels.masked_fill(ignored, IGNORED_TARGET), lam
 
 
 def iid_mask(batch_size: int, size: int, max_width: float, rng=np.random, device=None) -> torch.BoolTensor:
@@ -78,4 +88,4 @@ def spec_augment(input_values: torch.Tensor, ratio: float, rng=np.random) -> tor
     return input_values.masked_fill(frequency_mask[:, None, :] | time_mask[:, :, None], 0.0)
 
 
-__all__ = ["iid_mask", "mixup", "noise_and_roll", "roll_and_gain", "spec_augment"]
+__all__ = ["IGNORED_TARGET", "iid_mask", "mixup", "noise_and_roll", "roll_and_gain", "spec_augment"]

@@ -22,6 +22,11 @@ Where each piece runs, in the official order:
     optimiser: AdamW with layer-wise lr decay groups, each on fairseq's cosine schedule (`optim.py`)
     sampler: class-balanced multinomial draws for AudioSet-2M (`sampling.py`), or a stream of shards (`streaming.py`)
     metrics: mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy (single-label) (`metrics.py`)
+
+With `--strong_labels` the manifests list events (`filename, onset, offset, event_label`) and the recipe fine-tunes a
+frame classifier (`AsdaForAudioFrameClassification`, sound event detection): `StrongLabelTransform` turns each clip's
+events into multi-hot targets per time patch, rolled with the waveform; mixup mixes them; the loss is the binary
+cross-entropy over the real time patches; the metrics are frame-level (`sed_metrics.frame_metrics`).
 """
 
 import logging
@@ -37,6 +42,7 @@ from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
+    AutoModelForAudioFrameClassification,
     HfArgumentParser,
     Trainer,
     TrainingArguments,
@@ -50,6 +56,7 @@ from ..data.audio import (
     drop_short_clips,
     prepare_audio_column,
 )
+from ..data.events import EVENTS, as_events, event_dataset, event_labels, frame_targets, roll_events
 from ..data.labels import LabelVocabulary
 from ..data.shards import LABEL, read_index
 from ..data.sources import (
@@ -63,10 +70,11 @@ from ..tools import cli
 from ..tools.files import write_text_atomically
 from ..tools.model_card import CARD_METRICS, finetuning_card_section, write_model_card
 from . import TrainingRunResult, train_and_save_state
-from .augment import mixup, noise_and_roll, roll_and_gain, spec_augment
+from .augment import IGNORED_TARGET, mixup, noise_and_roll, roll_and_gain, spec_augment
 from .metrics import AudioClassificationMetrics, per_class_average_precision
 from .optim import WeightDecayArguments, layer_decay_parameter_groups, official_cosine_schedule
 from .sampling import ClassBalancedSampler, class_balanced_weights
+from .sed_metrics import frame_metrics
 from .streaming import StreamingTrainerMixin, stream_training_clips
 
 
@@ -164,6 +172,14 @@ class DataArguments(AudioDataArguments):
     )
     card_dataset: str | None = field(
         default=None, metadata={"help": "Dataset named on the model card (default: --dataset_name)."}
+    )
+    strong_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "Sound event detection: --train_file / --eval_file list events (columns --audio_column_name, "
+            "onset, offset, event_label, in seconds; a row with empty event fields is a clip without events), and a "
+            "frame classifier learns them per time patch."
+        },
     )
 
 
@@ -353,6 +369,58 @@ class AudioClassificationTransform:
         }
 
 
+class StrongLabelTransform(AudioClassificationTransform):
+    """`datasets.with_transform` function for sound event detection: audio + event lists -> `input_values` and
+    `labels` of shape `(num_time_patches, num_labels)` (multi-hot; -100 on time patches of padding), plus
+    `attention_mask` when the feature extractor returns one. A training clip's waveform roll shifts its events
+    alike; the Speech Commands feature roll (a few frames, less than a time patch) would misalign them and is refused.
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        args: AsdaFinetuningArguments,
+        label2id: dict[str, int],
+        patch_size: int,
+        train: bool,
+        audio_column: str = "audio",
+    ):
+        if args.spectrogram_noise:
+            raise ValueError(
+                "spectrogram_noise rolls the features without their event times; strong labels use roll_augment, "
+                "which rolls the events with the waveform."
+            )
+        if args.label_smoothing_factor > 0:
+            raise ValueError("label_smoothing_factor applies to softmax cross-entropy, not to frame targets.")
+        super().__init__(feature_extractor, args, len(label2id), True, True, train, audio_column, EVENTS)
+        self.label2id = label2id
+        self.patch_size = patch_size
+        self.step_seconds = patch_size * feature_extractor.hop_length / feature_extractor.sampling_rate
+
+    def example(self, audio, events) -> dict[str, np.ndarray]:
+        waveform, sampling_rate = decode_audio(audio, self.feature_extractor.sampling_rate)
+        events = as_events(events)
+        if self.train and self.args.roll_augment:
+            shift = np.random.randint(len(waveform))
+            waveform = roll_and_gain(waveform, self.args.gain_beta, self.args.gain_offset, shift=shift)
+            events = roll_events(events, shift / sampling_rate, len(waveform) / sampling_rate)
+        inputs = self.feature_extractor(
+            waveform, sampling_rate=sampling_rate, return_attention_mask=True, return_tensors="np"
+        )
+        num_frames = inputs["input_values"].shape[1]
+        num_steps = num_frames // self.patch_size
+        labels = frame_targets(events, self.label2id, num_steps, self.step_seconds)
+        labels[-(-int(inputs["attention_mask"][0].sum()) // self.patch_size) :] = IGNORED_TARGET
+        example = {"input_values": inputs["input_values"][0], "labels": labels}
+        if self.feature_extractor.return_attention_mask:
+            example["attention_mask"] = inputs["attention_mask"][0]
+        return example
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        examples = [self.example(*row) for row in zip(batch[self.audio_column], batch[self.label_column])]
+        return {key: [example[key] for example in examples] for key in examples[0]}
+
+
 class AsdaFinetuningTrainer(StreamingTrainerMixin, Trainer):
     """Trainer with the official fine-tuning recipe; its `args` are an `AsdaFinetuningArguments`.
 
@@ -440,19 +508,27 @@ class AsdaFinetuningTrainer(StreamingTrainerMixin, Trainer):
                 "label_smoothing_factor needs the one-hot float targets of AudioClassificationTransform, which the loss "
                 "turns into smoothed float targets."
             )
-        input_values, labels, _ = mixup(
+        input_values, labels, lam = mixup(
             inputs["input_values"], labels, self.args.mixup_alpha, self.args.mixup_prob, self.augmentation_rng
         )
         input_values = spec_augment(input_values, self.args.spec_augment_ratio, self.augmentation_rng)
-        return {**inputs, "input_values": input_values, "labels": labels}
+        augmented = {**inputs, "input_values": input_values, "labels": labels}
+        if lam != 1.0 and "attention_mask" in inputs:  # a mixed clip holds the audio of both
+            augmented["attention_mask"] = inputs["attention_mask"] | inputs["attention_mask"].flip(0)
+        return augmented
 
     def recipe_loss(self, outputs, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None = None):
         """The recipe's objective, defined here only: binary cross-entropy (multi-label problems) or softmax
         cross-entropy, whose soft training targets get label smoothing, summed over the micro-batch and divided by
         `num_items_in_batch` (training: see `_get_num_items_in_batch`). Without it (evaluation) the divisor is the
-        batch's own count, which makes the loss the model's standard mean."""
+        batch's own count, which makes the loss the model's standard mean. Frame targets (strong labels) count their
+        entries that are not -100."""
         logits = outputs.logits.float()
-        if self.model.config.problem_type == "multi_label_classification":
+        if logits.ndim == 3:
+            keep = labels != IGNORED_TARGET
+            losses = F.binary_cross_entropy_with_logits(logits, labels.float().clamp(min=0.0), reduction="none")
+            total, count = (losses * keep).sum(), keep.sum()
+        elif self.model.config.problem_type == "multi_label_classification":
             total = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
             count = labels.numel()
         elif labels.is_floating_point():
@@ -469,16 +545,21 @@ class AsdaFinetuningTrainer(StreamingTrainerMixin, Trainer):
     def _get_num_items_in_batch(self, batch_samples, device):
         """The divisor of the summed training loss over the whole global batch (all accumulation steps and processes):
         for binary cross-entropy the positive targets (official AudioSet), the clips (official SPC-2) or the entries
-        (`multilabel_loss_normalization`); for softmax cross-entropy the clips."""
+        (`multilabel_loss_normalization`); for softmax cross-entropy the clips; for frame targets the entries that
+        are not -100."""
         if not batch_samples or "labels" not in batch_samples[0]:
             return super()._get_num_items_in_batch(batch_samples, device)
         labels = [batch["labels"] for batch in batch_samples]
         normalization = self.args.multilabel_loss_normalization
-        if self.model.config.problem_type != "multi_label_classification":
+        if labels[0].ndim == 3:
+            normalization = "frame_entries"
+        elif self.model.config.problem_type != "multi_label_classification":
             normalization = "samples" if labels[0].is_floating_point() else "entries"
         if normalization == "entries":  # every label entry (class indices: every clip not ignored)
             return super()._get_num_items_in_batch(batch_samples, device)
-        if normalization == "positives":
+        if normalization == "frame_entries":
+            count = sum((batch_labels != IGNORED_TARGET).sum() for batch_labels in labels)
+        elif normalization == "positives":
             count = sum(batch_labels.sum() for batch_labels in labels)
         else:
             count = sum(batch_labels.shape[0] for batch_labels in labels)
@@ -532,7 +613,12 @@ def parse_arguments(argv: list[str] | None = None):
 
 
 def load_split(data_args: DataArguments, model_args: ModelArguments, split: str) -> datasets.Dataset | None:
-    """The raw train or eval split from whichever source was given for it."""
+    """The raw train or eval split from whichever source was given for it (strong labels: its event manifest)."""
+    if data_args.strong_labels:
+        if getattr(data_args, f"{split}_dir") or data_args.dataset_name:
+            raise ValueError(f"Strong labels come from event manifests: give --{split}_file, not a folder or dataset.")
+        manifest = getattr(data_args, f"{split}_file")
+        return event_dataset(manifest, data_args.audio_column_name) if manifest else None
     return load_audio_dataset(
         split,
         file=getattr(data_args, f"{split}_file"),
@@ -564,6 +650,8 @@ def build_vocabulary(
         return LabelVocabulary.from_names(names, multi_label, separator)
     if shard_index is not None:
         return LabelVocabulary.from_values([[name] for name in shard_index["labels"]], multi_label, separator)
+    if data_args.strong_labels:
+        return LabelVocabulary.from_names(event_labels(reference), multi_label, separator)
     names = class_label_names(reference, data_args.label_column_name)
     if names is not None:
         return LabelVocabulary.from_names(names, multi_label, separator)
@@ -573,11 +661,13 @@ def build_vocabulary(
 def prepare_split(
     dataset, data_args, vocabulary, sampling_rate: int, min_samples: int, max_samples: int | None
 ) -> datasets.Dataset:
-    """Encode the labels into `label_ids`, drop too-short clips, cap the size, set up audio decoding."""
-    label_ids = [vocabulary.encode(value) for value in label_strings(dataset, data_args.label_column_name)]
-    if LABEL_IDS in dataset.column_names:
-        dataset = dataset.remove_columns(LABEL_IDS)
-    dataset = dataset.add_column(LABEL_IDS, label_ids)
+    """Encode the labels into `label_ids` (event lists stay as they are), drop too-short clips, cap the size, set up
+    audio decoding."""
+    if not data_args.strong_labels:
+        label_ids = [vocabulary.encode(value) for value in label_strings(dataset, data_args.label_column_name)]
+        if LABEL_IDS in dataset.column_names:
+            dataset = dataset.remove_columns(LABEL_IDS)
+        dataset = dataset.add_column(LABEL_IDS, label_ids)
     dataset = drop_short_clips(dataset, data_args.audio_column_name, min_samples)
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -608,14 +698,15 @@ def load_feature_extractor(model_args, data_args):
     )
 
 
-def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str | None):
-    """The classifier to fine-tune (labels, problem type and drop-path set), or, without a vocabulary, to evaluate."""
+def load_model(
+    model_args, vocabulary: LabelVocabulary | None, problem_type: str | None, auto_class=AutoModelForAudioClassification
+):
+    """The classifier to fine-tune (labels, problem type and drop-path set), or, without a vocabulary, to evaluate;
+    `auto_class` is the clip (default) or frame classifier's Auto class."""
     hub_kwargs = model_args.hub_kwargs
     model_kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     if vocabulary is None:
-        return AutoModelForAudioClassification.from_pretrained(
-            model_args.model_name_or_path, **hub_kwargs, **model_kwargs
-        )
+        return auto_class.from_pretrained(model_args.model_name_or_path, **hub_kwargs, **model_kwargs)
     config_kwargs = {
         "id2label": vocabulary.id2label,
         "label2id": vocabulary.label2id,
@@ -629,8 +720,8 @@ def load_model(model_args, vocabulary: LabelVocabulary | None, problem_type: str
         raise ValueError("Give --model_name_or_path (a pre-trained model) or --config_name (to train from scratch).")
     config = AutoConfig.from_pretrained(model_args.config_name or source, **config_kwargs, **hub_kwargs)
     if model_args.model_name_or_path is None:
-        return AutoModelForAudioClassification.from_config(config, **model_kwargs)
-    return AutoModelForAudioClassification.from_pretrained(
+        return auto_class.from_config(config, **model_kwargs)
+    return auto_class.from_pretrained(
         model_args.model_name_or_path,
         config=config,
         ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
@@ -652,6 +743,8 @@ def run(
         raise ValueError("Evaluation needs a fine-tuned --model_name_or_path.")
     set_seed(training_args.seed)
 
+    if data_args.strong_labels and (data_args.train_shards or data_args.eval_shards):
+        raise ValueError("Strong labels come from event manifests (--train_file / --eval_file), not from shards.")
     stream_index = None
     if training_args.do_train and data_args.train_shards and data_args.streaming:
         if training_args.balanced_sampling:
@@ -674,7 +767,9 @@ def run(
             "best checkpoint on it), or train without it with --eval_strategy no --load_best_model_at_end false."
         )
     reference = train_split if train_split is not None else eval_split
-    multi_label = data_args.multi_label
+    multi_label = True if data_args.strong_labels else data_args.multi_label
+    if data_args.strong_labels and training_args.balanced_sampling:
+        raise ValueError("balanced_sampling weighs clip labels; it does not apply to strong labels.")
     if multi_label is None and stream_index is not None:
         multi_label = stream_index["multi_label"]
     elif multi_label is None:
@@ -691,17 +786,29 @@ def run(
     sampling_rate = feature_extractor.sampling_rate
 
     data_problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    auto_class = AutoModelForAudioFrameClassification if data_args.strong_labels else AutoModelForAudioClassification
+    if data_args.strong_labels and model_args.problem_type not in (None, data_problem_type):
+        raise ValueError("Strong labels train a multi-label frame classifier: problem_type must be multi-label.")
     if training_args.do_train:
         problem_type = model_args.problem_type or data_problem_type
-        model = load_model(model_args, vocabulary, problem_type)
+        model = load_model(model_args, vocabulary, problem_type, auto_class)
     else:
-        model = load_model(model_args, None, None)
+        model = load_model(model_args, None, None, auto_class)
         problem_type = model.config.problem_type = model.config.problem_type or data_problem_type
     if model_args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     binary_cross_entropy = problem_type == "multi_label_classification"
 
     def transform(train: bool) -> AudioClassificationTransform:
+        if data_args.strong_labels:
+            return StrongLabelTransform(
+                feature_extractor,
+                training_args,
+                vocabulary.label2id,
+                model.config.patch_size,
+                train,
+                audio_column=data_args.audio_column_name,
+            )
         return AudioClassificationTransform(
             feature_extractor,
             training_args,
@@ -737,7 +844,10 @@ def run(
         eval_split = eval_split.with_transform(transform(train=False))
 
     if training_args.metric_for_best_model == "auto":
-        training_args.metric_for_best_model = "mAP" if multi_label else "accuracy"
+        if data_args.strong_labels:
+            training_args.metric_for_best_model = "frame_mAP"
+        else:
+            training_args.metric_for_best_model = "mAP" if multi_label else "accuracy"
 
     trainer = AsdaFinetuningTrainer(
         model=model,
@@ -746,7 +856,7 @@ def run(
         eval_dataset=eval_split,
         processing_class=feature_extractor,
         data_collator=default_data_collator,
-        compute_metrics=AudioClassificationMetrics(multi_label),
+        compute_metrics=frame_metrics if data_args.strong_labels else AudioClassificationMetrics(multi_label),
         train_sample_weights=train_sample_weights,
     )
 
@@ -773,7 +883,9 @@ def run(
     trainer.log_metrics("eval", prediction.metrics)
     trainer.save_metrics("eval", prediction.metrics)
     if trainer.is_world_process_zero():
-        if multi_label:
+        if data_args.strong_labels:
+            print(f"Frame mAP on {len(eval_split)} clips: {prediction.metrics['eval_frame_mAP']:.4f}")
+        elif multi_label:
             average_precision = per_class_average_precision(prediction.predictions, prediction.label_ids)
             rows = "".join(f"{name}\t{value:.6f}\n" for name, value in zip(vocabulary.names, average_precision))
             write_text_atomically(output_dir / "eval_per_class_ap.tsv", "class\tAP\n" + rows)
@@ -788,6 +900,7 @@ __all__ = [
     "AsdaFinetuningTrainer",
     "AudioClassificationTransform",
     "DataArguments",
+    "StrongLabelTransform",
     "ModelArguments",
     "build_vocabulary",
     "load_model",
