@@ -1,6 +1,6 @@
 """The fine-tuning metrics: `evaluate` modules shipped in `modeling_asda/metrics/`, checked against their definitions
-computed here (AP from precision at each positive, AUC by counting pairs, accuracy by counting hits), loaded offline,
-and used by the Trainer's `compute_metrics`."""
+computed here (AP from precision at each positive, AUC by counting pairs, accuracy by counting hits) or by scikit-learn
+(F1), loaded offline, and used by the Trainer's `compute_metrics`."""
 
 import inspect
 import json
@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import norm
+from sklearn.metrics import f1_score
 from transformers import EvalPrediction
 
 from modeling_asda.training.metrics import METRICS_DIR, AudioClassificationMetrics, load_metric
+from modeling_asda.training.sed_metrics import frame_metrics
 
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC_NAMES = ("mean_average_precision", "mean_roc_auc", "top_k_accuracy")
+METRIC_NAMES = ("mean_average_precision", "mean_roc_auc", "multi_label_f1", "top_k_accuracy")
 
 
 def average_precision_by_definition(scores: np.ndarray, positives: np.ndarray) -> float:
@@ -90,6 +92,24 @@ def test_top_k_accuracy_by_counting_hits():
     assert metric.compute(prediction_scores=[[1.0, 1.0, 0.0]], references=[0])["accuracy"] == 1.0
 
 
+def test_multi_label_f1_by_hand_and_against_scikit_learn():
+    metric = load_metric("multi_label_f1")
+    scores = np.array([[0.9, 0.2, 0.5], [0.8, 0.3, 0.1], [0.7, 0.6, 0.4], [0.1, 0.4, 0.3]])
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
+    # above 0.5: class 0 predicts clips 0-2 for positives 0 and 2 (TP 2, FP 1): F1 = 4/5; class 1 predicts clip 2 for
+    # positive 1: F1 = 0; class 2 predicts nothing (0.5 is not above 0.5) and has no positive: F1 = 1.
+    assert metric.compute(prediction_scores=scores, references=targets) == {"macro_f1": 0.6, "f1": [0.8, 0.0, 1.0]}
+
+    scores, targets = fixed_multi_label_inputs()
+    for threshold in (-1.0, 0.0, 0.5, 1.0, 10.0):  # at 10 nothing is predicted: F1 0, but 1 for class 4
+        predicted = scores > threshold
+        result = metric.compute(prediction_scores=scores, references=targets.astype(int), threshold=threshold)
+        expected = f1_score(targets, predicted, average=None, zero_division=1.0)
+        np.testing.assert_allclose(result["f1"], expected, rtol=1e-12)
+        assert result["macro_f1"] == pytest.approx(f1_score(targets, predicted, average="macro", zero_division=1.0))
+    assert result["f1"] == [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
 def test_metric_errors_name_the_problem_and_leave_the_cached_module_usable():
     with pytest.raises(ValueError, match="No metric 'f1'.*available: mean_average_precision, mean_roc_auc"):
         load_metric("f1")
@@ -100,7 +120,17 @@ def test_metric_errors_name_the_problem_and_leave_the_cached_module_usable():
         accuracy.compute(prediction_scores=np.eye(3), references=[0, 1, 2], k=0)
     with pytest.raises(ValueError, match=r"Expected \(clips, classes\) scores and targets, got \(2, 3\) and \(2, 2\)"):
         load_metric("mean_average_precision").compute(prediction_scores=np.eye(3)[:2], references=np.eye(2))
+    f1 = load_metric("multi_label_f1")
+    with pytest.raises(ValueError, match=r"per class for every example, got rows of \[2, 3\]"):
+        f1.compute(prediction_scores=np.eye(3)[:2], references=np.eye(2))
+    with pytest.raises(ValueError, match=r"got rows of \[1, 2\] classes"):  # ragged rows
+        f1.compute(prediction_scores=[[0.1, 0.2], [0.3]], references=[[0, 1], [1]])
+    with pytest.raises(ValueError, match="got no examples"):
+        f1.compute(prediction_scores=np.zeros((0, 2)), references=np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="threshold must be a finite number, got nan"):
+        f1.compute(prediction_scores=np.eye(2), references=np.eye(2), threshold=float("nan"))
     assert accuracy.compute(prediction_scores=np.eye(3), references=[0, 1, 1]) == {"accuracy": 2 / 3}
+    assert f1.compute(prediction_scores=[[1, 1], [0, 0]], references=np.eye(2)) == {"macro_f1": 0.5, "f1": [1.0, 0.0]}
 
 
 def test_trainer_metrics_go_through_the_shipped_modules():
@@ -128,6 +158,26 @@ def test_trainer_metrics_go_through_the_shipped_modules():
     assert metrics == {"accuracy": np.mean(np.argmax(logits, axis=1) == labels), "top5_accuracy": top5_hits / 60}
 
 
+def test_frame_metrics_score_the_real_frames_through_the_shipped_modules():
+    rng = np.random.default_rng(2)
+    targets = rng.random((4, 12, 3)) < 0.3
+    targets[..., 2] = False  # class 2: no positive frame, and never predicted below
+    logits = (rng.normal(size=(4, 12, 3)) + 2.0 * targets - 0.5).astype(np.float32)
+    logits[..., 2] = -np.abs(logits[..., 2]) - 0.1
+    labels = targets.astype(np.float32)
+    labels[1, 9:], labels[2, 5:] = -100, -100  # padding, where the model's confident scores must not count
+    logits[1, 9:], logits[2, 5:] = 5.0, 5.0
+    metrics = frame_metrics(EvalPrediction(predictions=(logits, np.zeros(3)), label_ids=labels))
+
+    real = labels[..., 0] != -100
+    real_logits, real_targets = logits[real], targets[real]
+    average_precision = [average_precision_by_definition(real_logits[:, k], real_targets[:, k]) for k in (0, 1)]
+    f1 = f1_score(real_targets, real_logits > 0, average=None, zero_division=1.0)
+    assert f1[2] == 1.0
+    assert metrics == pytest.approx({"frame_mAP": np.mean(average_precision), "frame_f1": np.mean(f1)}, rel=1e-12)
+    assert all(type(value) is float for value in metrics.values())
+
+
 OFFLINE_SCRIPT = """
 import json, socket
 
@@ -138,12 +188,17 @@ socket.socket.connect = socket.create_connection = socket.getaddrinfo = refuse
 
 import numpy as np
 from modeling_asda.training.metrics import load_metric, multi_label_metrics, single_label_metrics
+from modeling_asda.training.sed_metrics import frame_metrics
+from transformers import EvalPrediction
 
 scores = np.array([[0.9, 0.2, 0.5], [0.8, 0.3, 0.1], [0.7, 0.6, 0.4], [0.1, 0.4, 0.3]])
 targets = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]])
 print(json.dumps({
     "multi_label": multi_label_metrics(scores, targets),
     "single_label": single_label_metrics(scores, np.array([0, 2, 1, 1]), top_k=2),
+    "frame": frame_metrics(EvalPrediction(  # one clip of 4 steps and a padded one; logit 0 at score 0.5
+        predictions=np.vstack([scores - 0.5, [9.0, 9.0, 9.0]])[None], label_ids=np.vstack([targets, [-100] * 3])[None]
+    )),
 }))
 """
 
@@ -170,11 +225,13 @@ def test_metrics_load_offline_without_network_or_writing_to_the_package(tmp_path
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     # the by-hand example of test_mean_average_precision_by_hand_and_by_definition; class 0's AUC: 3 of 4 pairs,
     # class 1's: 1 of 3. Single label: argmax right for clips 0 and 3, the label in the top 2 for clips 0, 2 and 3.
+    # Frames: the F1s of test_multi_label_f1_by_hand_and_against_scikit_learn, the padded step left out.
     mean_auc = (3 / 4 + 1 / 3) / 2
     assert metrics["multi_label"] == pytest.approx(
         {"mAP": (5 / 6 + 1 / 3) / 2, "mAUC": mean_auc, "d_prime": math.sqrt(2) * norm.ppf(mean_auc)}
     )
     assert metrics["single_label"] == {"accuracy": 0.5, "top2_accuracy": 0.75}
+    assert metrics["frame"] == pytest.approx({"frame_mAP": (5 / 6 + 1 / 3) / 2, "frame_f1": (0.8 + 0.0 + 1.0) / 3})
     copies = {path.name for path in (tmp_path / "modules").rglob("*.py")}
     assert {f"{name}.py" for name in METRIC_NAMES} <= copies
     assert file_stamps(METRICS_DIR) == package_before

@@ -13,7 +13,7 @@
 # limitations under the License.
 """Evaluation metrics of the official recipes, computed by the `evaluate` modules shipped in `modeling_asda/metrics/`
 (loaded by local path, so they work offline): mAP / mAUC / d' (multi-label), accuracy / top-5 accuracy
-(single-label)."""
+(single-label), and the macro F1 of the frame metrics (`sed_metrics.frame_metrics`)."""
 
 import functools
 from dataclasses import dataclass

@@ -31,7 +31,7 @@ from transformers import EvalPrediction
 from ..data.events import Event
 from ..tools.events import median_filter, median_filter_steps
 from .augment import IGNORED_TARGET
-from .metrics import per_class_average_precision
+from .metrics import load_metric, per_class_average_precision
 
 
 def import_sed_scores_eval():
@@ -136,20 +136,20 @@ def sed_metrics(
 
 def frame_metrics(prediction: EvalPrediction) -> dict[str, float]:
     """`compute_metrics` for frame targets `(clips, steps, classes)` (-100 marks padding): frame-level mAP (NaN-mean
-    of the classes with a positive frame) and macro F1 at logit 0 (probability 0.5)."""
+    of the classes with a positive frame) and macro F1 at logit 0 (probability 0.5), a class without predicted or true
+    positive frames scoring 1."""
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(prediction.label_ids)
     real = labels[..., 0] != IGNORED_TARGET
     logits, targets = logits[real], labels[real] >= 0.5
-    predicted = logits > 0
-    true_positives = (predicted & targets).sum(axis=0)
-    denominators = predicted.sum(axis=0) + targets.sum(axis=0)
-    f1 = np.where(denominators > 0, 2 * true_positives / np.maximum(denominators, 1), 1.0)
+    f1 = load_metric("multi_label_f1").compute(
+        prediction_scores=logits, references=targets.astype(np.int8), threshold=0.0
+    )
     average_precision = per_class_average_precision(logits, targets)
     return {
         "frame_mAP": float(np.nanmean(average_precision)) if targets.any() else float("nan"),
-        "frame_f1": float(f1.mean()),
+        "frame_f1": f1["macro_f1"],
     }
 
 
