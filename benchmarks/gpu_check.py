@@ -36,6 +36,7 @@ import platform
 import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -63,7 +64,7 @@ class Check:
 
     def config(self, **overrides) -> AsdaConfig:
         if self.tiny:
-            tiny = dict(num_hidden_layers=1, clone_batch=4)
+            tiny = {"num_hidden_layers": 1, "clone_batch": 4}
             return AsdaConfig.from_pretrained(REPO_ROOT / "configuration/models/asda-tiny.json", **tiny, **overrides)
         return AsdaConfig.from_pretrained(REPO_ROOT / "configuration/models/asda-base.json", **overrides)
 
@@ -151,9 +152,9 @@ def check_mixed_precision_steps(check: Check, max_steps: int = 12):
             optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
             scaler = torch.amp.GradScaler(check.device.type, enabled=dtype is torch.float16)
             if name == "pretraining":
-                step = lambda: pretraining_step(check, model, optimizer, scaler, inputs, dtype)  # noqa: E731
+                step = partial(pretraining_step, check, model, optimizer, scaler, inputs, dtype)
             else:
-                step = lambda: finetuning_step(check, model, optimizer, scaler, inputs, labels, dtype)  # noqa: E731
+                step = partial(finetuning_step, check, model, optimizer, scaler, inputs, labels, dtype)
             losses, grads_finite = [], False
             while not grads_finite and len(losses) < max_steps:
                 loss, grads_finite = check.measure_memory(f"{name} step, {label}, batch {batch}", step)
@@ -250,9 +251,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend_batch", type=int, help="Clips in the backend comparison (default 8; 2 --tiny).")
     parser.add_argument("--steps", type=int, help="Timed calls per throughput figure (default 10; 1 with --tiny).")
     args = parser.parse_args(argv)
-    defaults = dict(frames=64, inference_batch=2, pretrain_batch=2, train_batch=2, backend_batch=2, steps=1)
+    defaults = {"frames": 64, "inference_batch": 2, "pretrain_batch": 2, "train_batch": 2, "backend_batch": 2,
+                "steps": 1}
     if not args.tiny:
-        defaults = dict(frames=1024, inference_batch=64, pretrain_batch=32, train_batch=8, backend_batch=8, steps=10)
+        defaults = {"frames": 1024, "inference_batch": 64, "pretrain_batch": 32, "train_batch": 8, "backend_batch": 8,
+                    "steps": 10}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
