@@ -278,13 +278,19 @@ class AsdaAttention(nn.Module):
         if self.is_differential:
             query1, query2, key1, key2, value = qkv.chunk(5, dim=1)
             (first, first_map), (second, second_map) = attend(query1, key1, value), attend(query2, key2, value)
-            attn_output = (first - self.differential_lambda * second).reshape(batch_size, seq_len, hidden_size)
-            attn_output = self.head_norm(attn_output) * self.output_scale
+            attn_output = torch.sub(first, second, alpha=self.differential_lambda).reshape(batch_size, seq_len, -1)
+            attn_output = self.scaled_head_norm(attn_output)
             attn_weights = None if first_map is None else first_map - self.differential_lambda * second_map
         else:
             attn_output, attn_weights = attend(*qkv.chunk(3, dim=1))
             attn_output = attn_output.reshape(batch_size, seq_len, hidden_size)
         return self.dropout(self.o_proj(attn_output)), attn_weights
+
+    def scaled_head_norm(self, attn_output: torch.Tensor) -> torch.Tensor:
+        """`head_norm(attn_output) * output_scale` in one pass: the scale folded into the LayerNorm's affine."""
+        norm = self.head_norm
+        weight, bias = norm.weight * self.output_scale, norm.bias * self.output_scale
+        return F.layer_norm(attn_output, norm.normalized_shape, weight, bias, norm.eps)
 
 
 class AsdaMLP(nn.Module):
