@@ -36,7 +36,7 @@ import math
 import os
 import platform
 import subprocess
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -295,8 +295,9 @@ def machine() -> str:
     )
 
 
+@cache
 def code_version() -> str:
-    """The git commit measured, marked when the working tree differs from it."""
+    """The git commit measured, marked when the working tree differs from it (read once: at the start of the run)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, check=True).stdout.strip()  # fmt: skip
