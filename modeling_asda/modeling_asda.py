@@ -278,13 +278,19 @@ class AsdaAttention(nn.Module):
         if self.is_differential:
             query1, query2, key1, key2, value = qkv.chunk(5, dim=1)
             (first, first_map), (second, second_map) = attend(query1, key1, value), attend(query2, key2, value)
-            attn_output = (first - self.differential_lambda * second).reshape(batch_size, seq_len, hidden_size)
-            attn_output = self.head_norm(attn_output) * self.output_scale
+            attn_output = torch.sub(first, second, alpha=self.differential_lambda).reshape(batch_size, seq_len, -1)
+            attn_output = self.scaled_head_norm(attn_output)
             attn_weights = None if first_map is None else first_map - self.differential_lambda * second_map
         else:
             attn_output, attn_weights = attend(*qkv.chunk(3, dim=1))
             attn_output = attn_output.reshape(batch_size, seq_len, hidden_size)
         return self.dropout(self.o_proj(attn_output)), attn_weights
+
+    def scaled_head_norm(self, attn_output: torch.Tensor) -> torch.Tensor:
+        """`head_norm(attn_output) * output_scale` in one pass: the scale folded into the LayerNorm's affine."""
+        norm = self.head_norm
+        weight, bias = norm.weight * self.output_scale, norm.bias * self.output_scale
+        return F.layer_norm(attn_output, norm.normalized_shape, weight, bias, norm.eps)
 
 
 class AsdaMLP(nn.Module):
@@ -745,6 +751,21 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
         student_parameters = [parameter.detach() for parameter in self.asda.parameters()]
         torch._foreach_lerp_(teacher_parameters, student_parameters, weight)
 
+    @staticmethod
+    def _check_mask(mask: torch.BoolTensor, batch_size: int, num_patches: int) -> int:
+        """The number of patches every row of a given mask keeps (read from the device once), or a clear error."""
+        if mask.ndim != 2 or mask.shape[0] % batch_size or mask.shape[1] != num_patches:
+            raise ValueError(
+                f"mask must have shape (batch_size * clones, {num_patches}) for a batch of {batch_size} clips of "
+                f"{num_patches} patches, got {tuple(mask.shape)}."
+            )
+        kept_counts = (~mask.bool()).sum(dim=1)
+        if (kept_counts != kept_counts[0]).any():
+            raise ValueError(
+                f"every mask row must keep the same number of kept patches, got kept counts {kept_counts.tolist()}."
+            )
+        return int(kept_counts[0])
+
     @torch.no_grad()
     def teacher_targets(self, input_values: torch.Tensor) -> torch.Tensor:
         """Targets `(batch, num_patches, hidden)`: the teacher's per-layer MLP outputs (CLS dropped), each
@@ -784,6 +805,7 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
         config = self.config
         batch_size, num_frames, _ = input_values.shape
         num_time_patches = num_frames // config.patch_size
+        num_patches = num_time_patches * config.num_frequency_patches
         if mask is None:
             mask = inverse_block_mask(
                 batch_size * config.clone_batch,
@@ -795,33 +817,34 @@ class AsdaForPreTraining(AsdaPreTrainedModel):
                 device=input_values.device,
                 min_blocks=config.mask_min_blocks,
             )
-        num_rows, num_patches = mask.shape
-        num_kept = num_patches - int(mask[0].sum())
-        if num_rows % batch_size or bool(((~mask).sum(dim=1) != num_kept).any()):
-            raise ValueError(
-                f"mask must have batch_size * clones rows with the same number of kept patches each, got shape "
-                f"{tuple(mask.shape)} for a batch of {batch_size} with kept counts {(~mask).sum(dim=1).tolist()}."
-            )
+            num_kept = int(num_patches * (1.0 - config.mask_ratio))
+        else:
+            num_kept = self._check_mask(mask, batch_size, num_patches)
+        num_rows, num_masked = mask.shape[0], num_patches - num_kept
         clones = num_rows // batch_size
 
-        kept_patch_indices = (~mask).nonzero()[:, 1].view(num_rows, num_kept)
+        # Indices, not boolean indexing, so that no step waits for the device: per row, a stable sort puts the masked
+        # patches first and the kept ones after them, each in ascending order.
+        patch_order = mask.to(torch.uint8).argsort(dim=1, descending=True, stable=True)
+        masked_patch_indices, kept_patch_indices = patch_order.split([num_masked, num_kept], dim=1)
         student = self.asda(input_values, kept_patch_indices=kept_patch_indices, **kwargs)
         student_tokens = student.last_hidden_state
 
         if decoder_noise is None:
             decoder_noise = torch.randn(
-                num_rows, num_patches - num_kept, config.hidden_size, device=input_values.device
+                num_rows, num_masked, config.hidden_size, device=input_values.device
             ) * config.decoder_noise_std
-        decoder_input = student_tokens.new_empty(num_rows, num_patches, config.hidden_size)
-        decoder_input[mask] = decoder_noise.reshape(-1, config.hidden_size).to(decoder_input.dtype)
-        decoder_input[~mask] = student_tokens[:, 1:].reshape(-1, config.hidden_size)
+        ordered_tokens = torch.cat([decoder_noise.to(student_tokens.dtype), student_tokens[:, 1:]], dim=1)
+        token_positions = patch_order[..., None].expand(-1, -1, config.hidden_size)
+        decoder_input = ordered_tokens.new_empty(ordered_tokens.shape).scatter(1, token_positions, ordered_tokens)
         predictions = self.decoder(decoder_input, num_time_patches)
 
         targets = self.teacher_targets(input_values)
-        clone_targets = targets.repeat_interleave(clones, dim=0)
+        clip_of_row = torch.arange(batch_size, device=targets.device).repeat_interleave(clones)
         scale = config.hidden_size**-0.5
-        frame_errors = (predictions[mask].float() - clone_targets[mask]).pow(2).sum(dim=-1) * scale
-        utterance_errors = (student_tokens[:, 0].float() - clone_targets.mean(dim=1)).pow(2).sum(dim=-1) * scale
+        masked_predictions = predictions.gather(1, token_positions[:, :num_masked]).float()
+        frame_errors = (masked_predictions - targets[clip_of_row[:, None], masked_patch_indices]).pow(2).sum(-1) * scale
+        utterance_errors = (student_tokens[:, 0].float() - targets.mean(dim=1)[clip_of_row]).pow(2).sum(dim=-1) * scale
         frame_loss = config.frame_loss_weight * frame_errors.mean()
         reduce_clones = torch.sum if config.utterance_loss_reduction == "sum" else torch.mean
         utterance_loss = config.utterance_loss_weight * reduce_clones(utterance_errors)

@@ -18,6 +18,7 @@ from transformers_tests.test_modeling_common import ModelTesterMixin
 from conftest import FIXTURES
 from modeling_asda import AsdaConfig, AsdaForPreTraining, AsdaModel, inverse_block_mask
 from modeling_asda.tools.convert_checkpoint import config_from_fairseq, convert_state_dict
+from modeling_asda.training.pretraining import AsdaPretrainingArguments
 from test_modeling_asda import AsdaModelTester
 
 
@@ -246,6 +247,67 @@ def test_teacher_is_the_closed_form_ema_of_the_student_trajectory():
         torch.testing.assert_close(teacher, expected, atol=1e-6, rtol=1e-5)
     # No gradient ever reaches the teacher.
     assert all(parameter.grad is None for parameter in model.teacher.parameters())
+
+
+def tiny_pretraining_config(**overrides) -> AsdaConfig:
+    return AsdaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                      decoder_hidden_size=32, decoder_num_layers=2, clone_batch=2, max_time_patches=16,
+                      ema_decay=0.9, ema_end_decay=0.99, ema_anneal_end_step=4, **overrides)
+
+
+def test_pretraining_forward_backward_and_ema_read_nothing_back_from_the_device():
+    # A host sync (`.item()`, `nonzero`, boolean indexing) stalls a GPU step; the CPU profiler records the same ops.
+    # (The optimiser is left out: CPU's fused AdamW kernel reads its step counter on the host, CUDA's does not.)
+    model = AsdaForPreTraining(tiny_pretraining_config()).train()
+    inputs = torch.randn(2, 64, 128)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        model(inputs).loss.backward()
+        model.update_teacher(1)
+    ops = {event.key for event in profiler.key_averages()}
+    assert {"aten::convolution_backward", "aten::_foreach_lerp_"} <= ops  # the profile did record the step
+    assert not ops & {"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero"}
+
+
+def test_lean_step_matches_a_step_written_from_the_formulas():
+    # Lean: the model's index-based loss, fused AdamW (the recipe's `adamw_torch_fused`), the foreach EMA update.
+    # Reference: the loss at the boolean-masked patches, the per-tensor AdamW loop, the EMA formula per parameter.
+    # No qkv bias: the key biases' gradients are rounding noise (softmax ignores them), which Adam scales up to lr.
+    torch.manual_seed(0)
+    lean = AsdaForPreTraining(tiny_pretraining_config(qkv_bias=False)).train()
+    reference = copy.deepcopy(lean)
+    optimizers = {
+        model: torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, betas=(0.9, 0.95),
+                                 weight_decay=0.05, **kw)
+        for model, kw in [(lean, {"fused": True}), (reference, {"foreach": False})]
+    }  # fmt: skip
+    assert AsdaPretrainingArguments(output_dir="unused").optim == "adamw_torch_fused"
+    generator = torch.Generator().manual_seed(1)
+    for step in range(1, 4):
+        inputs = torch.randn(2, 64, 128, generator=generator)
+        mask = inverse_block_mask(4, 4, 8, 0.8, 5, 0.07, generator=generator)
+        noise = 0.01 * torch.randn(4, int(mask[0].sum()), 32, generator=generator)
+
+        lean_loss = lean(inputs, mask=mask, decoder_noise=noise).loss
+        lean_loss.backward()
+        optimizers[lean].step()
+        optimizers[lean].zero_grad(set_to_none=True)
+        lean.update_teacher(step)
+
+        out = reference(inputs, mask=mask, decoder_noise=noise, output_hidden_states=True)
+        clone_targets = out.targets.repeat_interleave(2, dim=0)
+        frame = ((out.logits[mask] - clone_targets[mask]) ** 2).sum(-1).mean() / math.sqrt(32)
+        utterance = ((out.hidden_states[-1][:, 0] - clone_targets.mean(1)) ** 2).sum(-1).sum() / math.sqrt(32)
+        reference_loss = frame + 0.5 * utterance
+        reference_loss.backward()
+        optimizers[reference].step()
+        optimizers[reference].zero_grad(set_to_none=True)
+        decay = reference.ema_decay(step)
+        with torch.no_grad():
+            for teacher, student in zip(reference.teacher.parameters(), reference.asda.parameters()):
+                teacher.copy_(decay * teacher + (1 - decay) * student)
+
+        torch.testing.assert_close(lean_loss, reference_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(lean.state_dict(), reference.state_dict(), rtol=1e-5, atol=1e-6)
 
 
 def test_student_is_loadable_as_an_encoder(tmp_path):

@@ -105,6 +105,9 @@ class AsdaPretrainingArguments(TrainingArguments, WeightDecayArguments):
     weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
     adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2."})
     max_grad_norm: float = field(default=4.0, metadata={"help": "Gradient clipping norm."})
+    optim: str = field(
+        default="adamw_torch_fused", metadata={"help": "AdamW as one fused kernel over all parameters (CPU and GPU)."}
+    )
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Linear warm-up, then cosine decay to 0."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the audio column for the transform."})
     ddp_find_unused_parameters: bool | None = field(
