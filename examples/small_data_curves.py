@@ -51,6 +51,7 @@ from pretraining_experiment import (
     model_config,
     pretrain,
     probe_checkpoints,
+    probed,
 )
 
 
@@ -86,7 +87,7 @@ def curve_runs(corpus: Path, labelled: Path, work_dir: Path) -> dict:
     pretrained = work_dir / f"pretrain/differential/seed{SEED}"
     probe = None
 
-    def probed(pretrained_dir: Path, max_steps: int) -> dict:
+    def probe_run(pretrained_dir: Path, max_steps: int) -> dict:
         nonlocal probe
         probe = probe or Probe(corpus, labelled)
         return probe_checkpoints(probe, config["differential"], SEED, pretrained_dir, max_steps)
@@ -102,7 +103,7 @@ def curve_runs(corpus: Path, labelled: Path, work_dir: Path) -> dict:
             output_dir = work_dir / f"curves/{name}"
             result = pretrain(corpus, "differential", SEED, output_dir, pool, ("--max_steps", str(steps),
                               "--save_steps", str(PRETRAINING["save_steps"])))  # fmt: skip
-            return {**result, "probe_test_accuracy": probed(output_dir, steps)}
+            return {**result, "probe_test_accuracy": probe_run(output_dir, steps)}
 
         return run
 
@@ -146,7 +147,12 @@ def write_plot(curves: dict, experiment: dict, path: Path) -> None:
         if "pretraining_steps" in curves:
             by_step = curves["pretraining_steps"]["probe_test_accuracy"]
             axes[1].plot([int(s) for s in by_step], [100 * v[pooling] for v in by_step.values()], style, marker="o",
-                         color="tab:blue", label=f"probe of {pooling}")  # fmt: skip
+                         color="tab:blue", label=f"probe of {pooling}, {LONG_PRETRAINING_STEPS}-step run")  # fmt: skip
+        by_step = probed(experiment, "differential", pooling)  # the experiment's runs, every seed
+        axes[1].errorbar(list(by_step), [100 * statistics.mean(v) for v in by_step.values()],
+                         yerr=[100 * statistics.stdev(v) if len(v) > 1 else 0 for v in by_step.values()],
+                         fmt=style, marker="s", color="tab:green", capsize=3,
+                         label=f"probe of {pooling}, experiment ({len(next(iter(by_step.values())))} seeds)")  # fmt: skip
         sizes = {int(name.split("/")[1]): run for name, run in curves.items() if name.startswith("pool_size/")}
         sizes[4000] = experiment.get(f"pretrain/differential/seed{SEED}")
         points = sorted((size, run["probe_test_accuracy"][str(PRETRAINING["max_steps"])][pooling])
@@ -162,7 +168,7 @@ def write_plot(curves: dict, experiment: dict, path: Path) -> None:
     labels, values = (["preset"], [100 * reference["test_accuracy"]]) if reference else ([], [])
     for name, run in curves.items():
         if name.startswith("sweep/") or name.startswith("pooling/"):
-            labels.append(name.split("/", 1)[1])
+            labels.append(name.split("/", 1)[1].replace("mean", "scratch, mean pooling"))
             values.append(100 * run["test_accuracy"])
     axes[3].barh(labels, values, color="tab:blue")
     axes[3].set(title="Fine-tuned (test voices): pre-trained sweeps, mean pooling", xlabel="accuracy (%)")
