@@ -408,6 +408,10 @@ class AsdaPreTrainedModel(PreTrainedModel):
             init.normal_(module.cls_token, std=1.0)
             init.copy_(module.position_embeddings, module.position_table(module.config))
 
+    def freeze_feature_encoder(self):
+        """Freeze the patch embedding (the only 'feature encoder' of a spectrogram transformer)."""
+        self.base_model.embeddings.patch_embeddings.requires_grad_(False)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, writing a Hub-ready folder: weights, config and this code.
 
@@ -556,10 +560,6 @@ class AsdaForAudioClassification(AsdaPreTrainedModel):
         else:
             super()._init_weights(module)
 
-    def freeze_feature_encoder(self):
-        """Freeze the patch embedding (the only 'feature encoder' of a spectrogram transformer)."""
-        self.asda.embeddings.patch_embeddings.requires_grad_(False)
-
     @can_return_tuple
     def forward(
         self,
@@ -624,10 +624,6 @@ class AsdaForAudioFrameClassification(AsdaPreTrainedModel):
             init.zeros_(module.bias)
         else:
             super()._init_weights(module)
-
-    def freeze_feature_encoder(self):
-        """Freeze the patch embedding (the only 'feature encoder' of a spectrogram transformer)."""
-        self.asda.embeddings.patch_embeddings.requires_grad_(False)
 
     def time_patch_seconds(self, frame_shift_seconds: float = 0.01) -> float:
         """Duration of one output step: `patch_size` spectrogram frames (0.16 s at the 10 ms frame shift)."""
