@@ -33,23 +33,34 @@ from sklearn.preprocessing import StandardScaler
 from modeling_asda import AsdaFeatureExtractor, load_audio
 
 
-def log_mel_statistics(manifest: Path, extractor: AsdaFeatureExtractor) -> tuple[np.ndarray, list[str]]:
-    """Every clip's log-mel mean and standard deviation over its own frames, and its label."""
+def read_manifest(manifest: Path, sampling_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """The manifest's waveforms (mono, at `sampling_rate`) and labels."""
     with open(manifest, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    return [load_audio(manifest.parent / row["audio"], sampling_rate) for row in rows], [row["label"] for row in rows]
+
+
+def log_mel_statistics(manifest: Path, extractor: AsdaFeatureExtractor) -> tuple[np.ndarray, list[str]]:
+    """Every clip's log-mel mean and standard deviation over its own frames, and its label."""
+    waveforms, labels = read_manifest(manifest, extractor.sampling_rate)
     statistics = []
-    for row in rows:
-        waveform = load_audio(manifest.parent / row["audio"], extractor.sampling_rate)
+    for waveform in waveforms:
         log_mel = extractor(waveform, sampling_rate=extractor.sampling_rate, padding=False)["input_values"][0]
         statistics.append(np.concatenate([log_mel.mean(axis=0), log_mel.std(axis=0)]))
-    return np.stack(statistics), [row["label"] for row in rows]
+    return np.stack(statistics), labels
+
+
+def logistic_regression_accuracy(
+    train_features: np.ndarray, train_labels: list[str], test_features: np.ndarray, test_labels: list[str]
+) -> float:
+    """Test accuracy of a logistic regression on standardised features: the classifier of the baseline and probes."""
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train_features, train_labels)
+    return float(classifier.score(test_features, test_labels))
 
 
 def baseline_accuracy(train_file: Path, test_file: Path, extractor: AsdaFeatureExtractor) -> float:
-    features, labels = log_mel_statistics(train_file, extractor)
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features, labels)
-    test_features, test_labels = log_mel_statistics(test_file, extractor)
-    return float(classifier.score(test_features, test_labels))
+    return logistic_regression_accuracy(*log_mel_statistics(train_file, extractor),
+                                        *log_mel_statistics(test_file, extractor))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> float:

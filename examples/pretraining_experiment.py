@@ -47,12 +47,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
-from log_mel_baseline import baseline_accuracy
+from linear_probe import clip_features, encoder_embeddings
+from log_mel_baseline import baseline_accuracy, logistic_regression_accuracy
 from make_spoken_commands import write_corpus
-from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaModel, load_audio
+from modeling_asda import AsdaConfig, AsdaFeatureExtractor, AsdaModel
 from modeling_asda.training import finetuning, pretraining
 
 
@@ -73,9 +72,13 @@ LABELLED_PER_WORD = 40
 BASELINE = "baseline/log_mel_statistics"
 # Probes of a frozen encoder: its CLS token (the utterance embedding), and every frequency patch's token mean and
 # standard deviation over time (the encoder's counterpart of the baseline's per-bin statistics).
-PROBE_POOLINGS = {"cls": ("the CLS token", "-"), "patches": ("the patch statistics", "--")}
+# Keys: the runs.json names; values: label, plot style, `linear_probe.py --pooling`.
+PROBE_POOLINGS = {
+    "cls": ("the CLS token", "-", "utterance"),
+    "patches": ("the patch statistics", "--", "patch_statistics"),
+}
 # runs.json of another protocol (e.g. probes of the CLS token only) is not resumed from.
-PROTOCOL = 2
+PROTOCOL = 3
 # The SPC-2 recipe's roll, noise and SpecAugment, without mixup and with softmax cross-entropy (with mixup and binary
 # cross-entropy no model, pre-trained or not, left chance level within a few hundred steps); layer decay for
 # pre-trained encoders only.
@@ -134,50 +137,37 @@ def pretrain(
 
 
 class Probe:
-    """Linear probes on the labelled clips, scored on the test voices: logistic regression (scikit-learn) on a frozen
-    encoder's embeddings."""
+    """Linear probes on the labelled clips, scored on the test voices: `examples/linear_probe.py`'s logistic regression
+    on a frozen encoder's embeddings."""
 
     def __init__(self, corpus: Path, labelled: Path):
         extractor = AsdaFeatureExtractor.from_preset(FEATURE_PRESET, max_length=TARGET_LENGTH)
-        self.splits = {}
-        for split, manifest in (("train", labelled), ("test", corpus / "test.csv")):
-            with open(manifest, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-            waveforms = [load_audio(corpus / row["audio"]) for row in rows]
-            features = extractor(waveforms, sampling_rate=16000, return_tensors="pt")["input_values"]
-            self.splits[split] = (features, [row["label"] for row in rows])
+        self.splits = {split: clip_features(manifest, extractor)
+                       for split, manifest in (("train", labelled), ("test", corpus / "test.csv"))}  # fmt: skip
 
-    @torch.no_grad()
     def accuracies(self, model: AsdaModel) -> dict[str, float]:
-        """Probe accuracy of the CLS token, and of every frequency patch's token mean and std over time; the encoder
-        runs once per split."""
-        model.eval()
-        embeddings = {}
-        for split, (features, _) in self.splits.items():
-            states = torch.cat([model(batch).last_hidden_state for batch in features.split(100)])
-            grid = states[:, 1:].unflatten(1, (-1, model.config.num_frequency_patches))  # (clips, time, frequency, H)
-            embeddings[split] = {
-                "cls": states[:, 0].numpy(),
-                "patches": torch.cat([grid.mean(1), grid.std(1)], dim=-1).flatten(1).numpy(),
-            }
+        """Probe accuracy of every pooling of `PROBE_POOLINGS`; the encoder runs once per split."""
+        (train, train_labels), (test, test_labels) = (
+            (encoder_embeddings(model, features), labels) for features, labels in self.splits.values()
+        )
         return {
-            pooling: self.score(embeddings["train"][pooling], embeddings["test"][pooling]) for pooling in PROBE_POOLINGS
+            key: logistic_regression_accuracy(train[pooling], train_labels, test[pooling], test_labels)
+            for key, (_, _, pooling) in PROBE_POOLINGS.items()
         }
-
-    def score(self, train: np.ndarray, test: np.ndarray) -> float:
-        """Test accuracy of a logistic regression fitted on the labelled clips' embeddings `train`."""
-        scaler = StandardScaler().fit(train)
-        classifier = LogisticRegression(max_iter=2000).fit(scaler.transform(train), self.splits["train"][1])
-        return float(classifier.score(scaler.transform(test), self.splits["test"][1]))
 
 
 def probe_checkpoints(
-    probe: Probe, config: Path, seed: int, pretrained_dir: Path, max_steps: int = PRETRAINING["max_steps"]
+    probe: Probe,
+    config: Path,
+    seed: int,
+    pretrained_dir: Path,
+    max_steps: int = PRETRAINING["max_steps"],
+    save_steps: int = PRETRAINING["save_steps"],
 ) -> dict[int, dict[str, float]]:
     """Probe accuracies at step 0 (the random initialisation) and at every saved pre-training checkpoint."""
     torch.manual_seed(seed)
     accuracies = {0: probe.accuracies(AsdaModel(AsdaConfig.from_pretrained(config)))}
-    for step in range(PRETRAINING["save_steps"], max_steps + 1, PRETRAINING["save_steps"]):
+    for step in range(save_steps, max_steps + 1, save_steps):
         encoder = AsdaModel.from_pretrained(pretrained_dir / f"checkpoint-{step}")  # the student of the checkpoint
         accuracies[step] = probe.accuracies(encoder)
     return accuracies
@@ -205,11 +195,11 @@ def finetune(
         "validation_accuracy": trained.metrics["eval_accuracy"],
         "test_accuracy": tested.metrics["eval_accuracy"],
         "log": [entry for entry in trained.trainer.state.log_history if "loss" in entry],
-        "validation_curve": [
-            (entry["step"], entry["eval_accuracy"])
-            for entry in trained.trainer.state.log_history
-            if "eval_accuracy" in entry
-        ],
+        # one point per step: the final evaluation repeats the last periodic one when they fall on the same step
+        "validation_curve": sorted(
+            {entry["step"]: entry["eval_accuracy"] for entry in trained.trainer.state.log_history
+             if "eval_accuracy" in entry}.items()
+        ),  # fmt: skip
     }
 
 
@@ -288,7 +278,7 @@ def write_plots(runs: dict, first_seed: int, path: Path) -> None:
                 axes[1].plot(steps, [entry["loss"] for entry in run["log"]], "-" if start == "pretrained" else ":",
                              color=colours[attention], alpha=0.7,
                              label=f"{attention}, {start}" if first else None)  # fmt: skip
-        for pooling, (name, style) in PROBE_POOLINGS.items():
+        for pooling, (name, style, _) in PROBE_POOLINGS.items():
             by_step = probed(runs, attention, pooling)
             means = [100 * statistics.mean(values) for values in by_step.values()]
             spreads = [100 * statistics.stdev(values) if len(values) > 1 else 0.0 for values in by_step.values()]
@@ -345,7 +335,7 @@ def write_report(runs: dict, corpus_summary: dict, seeds: list[int]) -> str:
         for start in ("scratch", "pretrained"):
             values = finetuned(runs, attention, start, "test")
             lines.append(f"| fine-tuned, {attention}, {start} | " + " | ".join(f"{100 * v:.1f}" for v in values) + " |")
-        for pooling, (name, _) in PROBE_POOLINGS.items():
+        for pooling, (name, _, _) in PROBE_POOLINGS.items():
             for step, values in probed(runs, attention, pooling).items():
                 lines.append(
                     f"| probe of {name}, {attention}, step {step} | "

@@ -14,17 +14,19 @@
 # limitations under the License.
 """Where the gap between ASDA and the log-mel baseline comes from: the curves behind `docs/experiment.md`.
 
-Runs on the corpus and the seed-0 pre-trained encoder of `examples/pretraining_experiment.py` (run that first, with
-the same `--work_dir`), one seed, each curve through the library's `pretraining.run` / `finetuning.run`:
+Runs on the corpus and the labelled clips of `examples/pretraining_experiment.py` (run that first, with the same
+`--work_dir`), seed 0, each curve through the library's `pretraining.run` / `finetuning.run`:
 
     PYTHONPATH=. python examples/small_data_curves.py                    # about 60 minutes on 2 CPU cores
 
 - `scratch`: supervised training from random initialisation for 1,200 steps, validation accuracy every 200:
-  the small-data recipe (roll, noise, SpecAugment) for both attention types, and without augmentation;
+  the small-data recipe (roll, noise, SpecAugment) for both attention types;
 - `pooling`: the same from scratch with mean pooling instead of the CLS token (400 steps);
-- `pretraining_steps`: probe accuracy (CLS token, patch statistics) every 200 steps of a 1,600-step pre-training;
-- `pool_size`: probe accuracy after 400 pre-training steps on 500 / 1,000 / 2,000 of the 4,000 unlabelled clips;
-- `sweeps`: fine-tuning the pre-trained encoder with other learning rates, layer decays and drop-path rates.
+- `pretraining_steps`: probe accuracy (CLS token, patch statistics) every 100 steps of the preset's 1,600-step
+  pre-training (the experiment probes every 200, for three seeds);
+- `pool_size`: probe accuracy after 400 pre-training steps on 500 / 1,000 / 2,000 / 4,000 unlabelled clips;
+- `sweep`: fine-tuning the 400-step encoder of the 4,000 clips with the preset, and with other learning rates, layer
+  decays and drop-path rates.
 Finished curves are kept in `benchmarks/results/experiment/curves.json` and skipped when run again; the plot goes to
 `curves.png` beside it.
 """
@@ -57,9 +59,9 @@ from pretraining_experiment import (
 
 SEED = 0
 SCRATCH_STEPS, EVAL_EVERY = 1200, 200
-NO_AUGMENTATION = ("--roll_augment", "false", "--spectrogram_noise", "false", "--spec_augment_ratio", "0")
-LONG_PRETRAINING_STEPS = 1600
-POOL_SIZES = (500, 1000, 2000)
+CURVE_SAVE_STEPS = 100
+POOL_SIZE_STEPS = 400
+POOL_SIZES = (500, 1000, 2000, 4000)
 SWEEPS = {
     "learning_rate": ("--learning_rate", [0.00025, 0.001]),
     "layer_decay": ("--layer_decay", [0.5, 1.0]),
@@ -84,25 +86,24 @@ def pool_subset(corpus: Path, size: int, seed: int) -> Path:
 def curve_runs(corpus: Path, labelled: Path, work_dir: Path) -> dict:
     """Every run of the curves, keyed by name: a function that makes its result."""
     config = {attention: model_config(attention, work_dir / "configs") for attention in ("differential", "standard")}
-    pretrained = work_dir / f"pretrain/differential/seed{SEED}"
+    pretrained = work_dir / f"curves/pool_size/{POOL_SIZES[-1]}"  # the sweeps' encoder
     probe = None
 
     def probe_run(pretrained_dir: Path, max_steps: int) -> dict:
         nonlocal probe
         probe = probe or Probe(corpus, labelled)
-        return probe_checkpoints(probe, config["differential"], SEED, pretrained_dir, max_steps)
+        return probe_checkpoints(probe, config["differential"], SEED, pretrained_dir, max_steps, CURVE_SAVE_STEPS)
 
-    def scratch(attention: str, flags: tuple = ()) -> callable:
-        name = f"{attention}{'/no_augmentation' if flags else ''}"
+    def scratch(attention: str) -> callable:
         steps = ("--max_steps", str(SCRATCH_STEPS), "--eval_strategy", "steps", "--eval_steps", str(EVAL_EVERY))
         return lambda: finetune(corpus, labelled, [f"--config_name={config[attention]}"], 1.0, SEED,
-                                work_dir / f"curves/scratch/{name}", steps + flags)  # fmt: skip
+                                work_dir / f"curves/scratch/{attention}", steps)  # fmt: skip
 
     def pretraining_run(name: str, pool: Path | None, steps: int) -> callable:
         def run() -> dict:
             output_dir = work_dir / f"curves/{name}"
             result = pretrain(corpus, "differential", SEED, output_dir, pool, ("--max_steps", str(steps),
-                              "--save_steps", str(PRETRAINING["save_steps"])))  # fmt: skip
+                              "--save_steps", str(CURVE_SAVE_STEPS)))  # fmt: skip
             return {**result, "probe_test_accuracy": probe_run(output_dir, steps)}
 
         return run
@@ -114,14 +115,15 @@ def curve_runs(corpus: Path, labelled: Path, work_dir: Path) -> dict:
                                 work_dir / f"curves/sweep/{flag[2:]}={value}", flags)  # fmt: skip
 
     runs = {
-        "pretraining_steps": pretraining_run("pretraining_steps", None, LONG_PRETRAINING_STEPS),
+        "pretraining_steps": pretraining_run("pretraining_steps", None, PRETRAINING["max_steps"]),
         **{f"pool_size/{size}": pretraining_run(f"pool_size/{size}", pool_subset(corpus, size, SEED),
-                                                PRETRAINING["max_steps"]) for size in POOL_SIZES},  # fmt: skip
+                                                POOL_SIZE_STEPS) for size in POOL_SIZES},  # fmt: skip
         "scratch/differential": scratch("differential"),
         "scratch/standard": scratch("standard"),
-        "scratch/differential/no_augmentation": scratch("differential", NO_AUGMENTATION),
         "pooling/mean": lambda: finetune(corpus, labelled, [f"--config_name={config['differential']}"], 1.0, SEED,
                                          work_dir / "curves/pooling/mean", ("--pooling_mode", "mean")),  # fmt: skip
+        "sweep/preset": lambda: finetune(corpus, labelled, [f"--model_name_or_path={pretrained}"],
+                                         FINETUNING["layer_decay"], SEED, work_dir / "curves/sweep/preset"),  # fmt: skip
     }
     for name, (flag, values) in SWEEPS.items():
         runs.update({f"sweep/{name}={value}": sweep(flag, value) for value in values})
@@ -147,31 +149,29 @@ def write_plot(curves: dict, experiment: dict, path: Path) -> None:
         if "pretraining_steps" in curves:
             by_step = curves["pretraining_steps"]["probe_test_accuracy"]
             axes[1].plot([int(s) for s in by_step], [100 * v[pooling] for v in by_step.values()], style, marker="o",
-                         color="tab:blue", label=f"probe of {pooling}, {LONG_PRETRAINING_STEPS}-step run")  # fmt: skip
+                         color="tab:blue", label=f"probe of {pooling}, seed {SEED}, every {CURVE_SAVE_STEPS} steps")  # fmt: skip
         by_step = probed(experiment, "differential", pooling)  # the experiment's runs, every seed
         axes[1].errorbar(list(by_step), [100 * statistics.mean(v) for v in by_step.values()],
                          yerr=[100 * statistics.stdev(v) if len(v) > 1 else 0 for v in by_step.values()],
                          fmt=style, marker="s", color="tab:green", capsize=3,
                          label=f"probe of {pooling}, experiment ({len(next(iter(by_step.values())))} seeds)")  # fmt: skip
-        sizes = {int(name.split("/")[1]): run for name, run in curves.items() if name.startswith("pool_size/")}
-        sizes[4000] = experiment.get(f"pretrain/differential/seed{SEED}")
-        points = sorted((size, run["probe_test_accuracy"][str(PRETRAINING["max_steps"])][pooling])
-                        for size, run in sizes.items() if run)  # fmt: skip
+        points = sorted((int(name.split("/")[1]), run["probe_test_accuracy"][str(POOL_SIZE_STEPS)][pooling])
+                        for name, run in curves.items() if name.startswith("pool_size/"))  # fmt: skip
         if points:
             axes[2].plot([p[0] for p in points], [100 * p[1] for p in points], style, marker="o", color="tab:blue",
                          label=f"probe of {pooling}")  # fmt: skip
     axes[1].set(title="Probe (test voices) vs pre-training steps", xlabel="pre-training step", ylabel="accuracy (%)")
-    axes[2].set(title=f"Probe (test voices) after {PRETRAINING['max_steps']} steps vs unlabelled clips",
+    axes[2].set(title=f"Probe (test voices) after {POOL_SIZE_STEPS} steps vs unlabelled clips",
                 xlabel="unlabelled clips", ylabel="accuracy (%)", xscale="log")  # fmt: skip
 
-    reference = experiment.get(f"finetune/differential/pretrained/seed{SEED}")
-    labels, values = (["preset"], [100 * reference["test_accuracy"]]) if reference else ([], [])
+    labels, values = [], []
     for name, run in curves.items():
         if name.startswith("sweep/") or name.startswith("pooling/"):
             labels.append(name.split("/", 1)[1].replace("mean", "scratch, mean pooling"))
             values.append(100 * run["test_accuracy"])
     axes[3].barh(labels, values, color="tab:blue")
-    axes[3].set(title="Fine-tuned (test voices): pre-trained sweeps, mean pooling", xlabel="accuracy (%)")
+    axes[3].set(title=f"Fine-tuned (test voices): {POOL_SIZE_STEPS}-step encoder, scratch mean pooling",
+                xlabel="accuracy (%)")  # fmt: skip
     for axis in axes:
         axis.axvline(baseline, color="black", linestyle="-.") if axis is axes[3] else axis.axhline(
             baseline, color="black", linestyle="-.", label="baseline (log-mel mean + std)")  # fmt: skip

@@ -93,6 +93,7 @@ def reference_hidden_state(model: AsdaModel, path: Path, layer: int, **padding) 
         ("all", -1, "npy", slice(None)),
         ("frame", 1, "safetensors", slice(1, None)),
         ("utterance", 0, "npy", 0),
+        ("patch_statistics", -1, "npy", "statistics"),
     ],
 )
 def test_embeddings_equal_the_model_run_on_each_file_alone(
@@ -115,11 +116,16 @@ def test_embeddings_equal_the_model_run_on_each_file_alone(
     model = AsdaModel.from_pretrained(encoder).eval()
     for key, embedding in stored.items():
         path = next(audio_dir.glob(f"{key}.*"))
-        expected = reference_hidden_state(model, path, layer, padding="longest")[tokens].numpy()
+        hidden_state = reference_hidden_state(model, path, layer, padding="longest").numpy()
+        if tokens == "statistics":  # each frequency patch's mean, then std, over the clip's time patches
+            grid = hidden_state[1:].reshape(-1, model.config.num_frequency_patches, model.config.hidden_size)
+            expected = np.concatenate([grid.mean(0), grid.std(0)], axis=-1).reshape(-1)
+        else:
+            expected = hidden_state[tokens]
         assert embedding.shape == expected.shape, key
         np.testing.assert_allclose(embedding, expected, atol=2e-5, err_msg=f"{key}: embedding differs from AsdaModel")
     # ~50 patch tokens per second: the 10 s clip has 998 frames -> 63 time patches -> 504 patch tokens.
-    assert stored["real"].shape[0] == {"all": 505, "frame": 504, "utterance": 32}[granularity]
+    assert stored["real"].shape[0] == {"all": 505, "frame": 504, "utterance": 32, "patch_statistics": 512}[granularity]
 
 
 def test_max_length_reproduces_the_official_tool(encoder, audio_dir, tmp_path):
@@ -504,7 +510,7 @@ def test_classify_events_refuses_a_clip_classifier(classifier, tmp_path, capsys)
         (["--max_length", "1000"], "argument --max_length: must be a multiple of 16 up to 1024, got 1000"),
         (["--layer", "3"], "argument --layer: must lie in [-3, 2] for 2 blocks, got 3"),
         (["--granularity", "token"], "argument --granularity: invalid choice: 'token' (choose from utterance, frame, "
-                                     "all)"),
+                                     "all, patch_statistics)"),
     ],
 )  # fmt: skip
 def test_extract_embeddings_reports_bad_arguments_as_usage_errors(encoder, tmp_path, capsys, flags, message):

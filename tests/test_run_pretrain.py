@@ -254,8 +254,8 @@ def test_small_data_cpu_preset():
     assert config.attention_type == "standard" and config.clone_batch == 16
     assert (config.utterance_loss_reduction, config.utterance_loss_weight) == ("mean", 0.5)
     assert (config.ema_decay, config.ema_end_decay, model_args.ema_anneal_to_max_steps) == (0.998, 0.9999, True)
-    assert (args.max_steps, args.get_warmup_steps(args.max_steps), args.learning_rate) == (400, 40, 5e-4)
-    assert (args.per_device_train_batch_size, args.save_steps, args.dataloader_num_workers) == (12, 100, 0)
+    assert (args.max_steps, args.get_warmup_steps(args.max_steps), args.learning_rate) == (1600, 160, 5e-4)
+    assert (args.per_device_train_batch_size, args.save_steps, args.dataloader_num_workers) == (12, 200, 0)
     assert args.use_cpu and args.lr_scheduler_type == "cosine"
     features = AsdaFeatureExtractor.from_preset(data_args.feature_preset, max_length=data_args.target_length)
     one_second = features(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="np")["input_values"]

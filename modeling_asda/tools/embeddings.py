@@ -22,6 +22,9 @@ Granularities (the official `feature_extract.py`'s):
         `f = 0` lowest), about 50 tokens per second. `x.reshape(-1, 8, hidden_size).mean(1)` gives one vector per
         160 ms.
     all: the CLS token, then the patch tokens.
+    patch_statistics: every frequency patch's token mean, then standard deviation, over the clip's time patches,
+        `(8 * 2 * hidden_size,)` (frequency patch `f` at `f * 2 * hidden_size`): one vector per clip for a linear
+        probe, where on small data it keeps far more than the CLS token (docs/experiment.md).
 By default every clip is embedded at its own length (rounded up to 16 frames): clips are batched with padding and an
 attention mask, which gives each clip the result it would have alone, and the patches past its end are dropped.
 `--max_length N` instead pads or cuts every clip to N frames with no mask, as the official tool does
@@ -70,7 +73,7 @@ from .cli import (
 
 logger = logging.getLogger(__name__)
 
-GRANULARITIES = ("utterance", "frame", "all")
+GRANULARITIES = ("utterance", "frame", "all", "patch_statistics")
 OUTPUT_FORMATS = ("npy", "safetensors")
 DTYPES = ("float32", "bfloat16", "float16")
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".tab")
@@ -84,7 +87,13 @@ SHARD_PATTERN = "embeddings-{:05d}.safetensors"
 class EmbeddingArguments:
     model: str = field(metadata={"help": "ASDA model (encoder, pre-trained or fine-tuned): a folder or a Hub id."})
     output_dir: str = field(metadata={"help": "Where the embeddings go; a rerun resumes there."})
-    granularity: str = field(default="utterance", metadata={"help": "utterance (CLS), frame (patch tokens) or all."})
+    granularity: str = field(
+        default="utterance",
+        metadata={
+            "help": "utterance (CLS), frame (patch tokens), all, or patch_statistics (every frequency patch's token "
+            "mean and std over time, one vector: the features of a linear probe on small data)."
+        },
+    )
     layer: int = field(
         default=-1, metadata={"help": "Hidden state to take: 0 = input embeddings, k = block k, -1 = last block."}
     )
@@ -382,9 +391,19 @@ def resolve_layer(layer: int, num_layers: int) -> int:
     return layer % (num_layers + 1)
 
 
+def patch_statistics(patch_tokens: torch.Tensor, num_frequency_patches: int) -> torch.Tensor:
+    """`(..., time x frequency, hidden)` patch tokens -> every frequency patch's token mean and standard deviation over
+    time, `(..., frequency x 2 x hidden)`: the encoder's counterpart of each log-mel bin's mean and std over time."""
+    grid = patch_tokens.unflatten(-2, (-1, num_frequency_patches))  # (..., time, frequency, hidden)
+    std, mean = torch.std_mean(grid, dim=-3, correction=0)
+    return torch.cat([mean, std], dim=-1).flatten(-2)
+
+
 def select_tokens(hidden_state: torch.Tensor, granularity: str, num_time_patches: int, num_frequency_patches: int):
     """One clip's `(tokens, hidden)` state -> its embedding at `granularity`, keeping its first `num_time_patches`."""
     tokens = hidden_state[: 1 + num_time_patches * num_frequency_patches]
+    if granularity == "patch_statistics":
+        return patch_statistics(tokens[1:], num_frequency_patches)
     return {"utterance": tokens[0], "frame": tokens[1:], "all": tokens}[granularity]
 
 
