@@ -16,7 +16,7 @@
 standard attention at the same budget? On a synthetic spoken-command corpus (`examples/make_spoken_commands.py`).
 
     apt-get install -y espeak-ng sox
-    PYTHONPATH=. python examples/pretraining_experiment.py         # about 75 minutes on 2 CPU cores
+    PYTHONPATH=. python examples/pretraining_experiment.py         # about 90 minutes on 2 CPU cores
 
 The setting is the one self-supervised pre-training is for: much unlabelled audio, few labels. For every seed and
 both attention types (`differential` = ASDA; `standard` = the same model with plain softmax attention, the paper's
@@ -24,12 +24,14 @@ ablation as one flag):
 1. pre-train a small encoder on the unlabelled pool (4000 clips of other words and phrases, training voices only)
    with the preset for small data on a CPU, `configuration/pretraining/asda-small-data-cpu.json`: the official recipe
    (16 masked clones per clip, 12 clips per step as on one official GPU, EMA teacher, CNN decoder) scaled to a run of
-   400 steps, with a checkpoint every 100;
-2. probe every checkpoint (and the random initialisation): a logistic regression on the frozen CLS embeddings of the
-   labelled clips, scored on the test voices;
+   1,600 steps, with a checkpoint every 200;
+2. probe every checkpoint (and the random initialisation) with `examples/linear_probe.py`: a logistic regression on
+   the frozen encoder's CLS token, and on its patch statistics (each frequency patch's token mean and std over time),
+   of the labelled clips, scored on the test voices;
 3. fine-tune the final encoder, and the same architecture from random initialisation, on the labelled clips (40 per
-   command word) with the SPC-2 recipe scaled to this CPU;
-4. score the fine-tuned models on the validation and test voices, which no training clip was spoken in.
+   command word) with `configuration/finetuning/small-data-cpu.json`;
+4. score the fine-tuned models on the validation and test voices, which no training clip was spoken in;
+and first the trivial baseline every row is read against, `examples/log_mel_baseline.py` on the same clips.
 Every run's metrics and loss logs go to `benchmarks/results/experiment/runs.json` (finished runs are skipped when
 the script is run again); the table (mean ± std over seeds) and the plots are written next to it.
 """
