@@ -16,7 +16,7 @@
 standard attention at the same budget? On a synthetic spoken-command corpus (`examples/make_spoken_commands.py`).
 
     apt-get install -y espeak-ng sox
-    PYTHONPATH=. python examples/pretraining_experiment.py         # about 90 minutes on 2 CPU cores
+    PYTHONPATH=. python examples/pretraining_experiment.py         # about 80 minutes on 2 CPU cores
 
 The setting is the one self-supervised pre-training is for: much unlabelled audio, few labels. For every seed and
 both attention types (`differential` = ASDA; `standard` = the same model with plain softmax attention, the paper's

@@ -170,8 +170,7 @@ def write_plot(curves: dict, experiment: dict, path: Path) -> None:
             labels.append(name.split("/", 1)[1].replace("mean", "scratch, mean pooling"))
             values.append(100 * run["test_accuracy"])
     axes[3].barh(labels, values, color="tab:blue")
-    axes[3].set(title=f"Fine-tuned (test voices): {POOL_SIZE_STEPS}-step encoder, scratch mean pooling",
-                xlabel="accuracy (%)")  # fmt: skip
+    axes[3].set(title=f"Fine-tuned (test voices), {POOL_SIZE_STEPS}-step encoder", xlabel="accuracy (%)")
     for axis in axes:
         axis.axvline(baseline, color="black", linestyle="-.") if axis is axes[3] else axis.axhline(
             baseline, color="black", linestyle="-.", label="baseline (log-mel mean + std)")  # fmt: skip
