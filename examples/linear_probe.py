@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> float:
     model = AsdaModel.from_pretrained(args.model)
     train_features, train_labels = clip_features(args.train_file, extractor)
     test_features, test_labels = clip_features(args.test_file, extractor)
-    accuracy = logistic_regression_accuracy(encoder_embeddings(model, train_features)[args.pooling], train_labels,
-                                            encoder_embeddings(model, test_features)[args.pooling], test_labels)  # fmt: skip
+    train_embeddings = encoder_embeddings(model, train_features)[args.pooling]
+    test_embeddings = encoder_embeddings(model, test_features)[args.pooling]
+    accuracy = logistic_regression_accuracy(train_embeddings, train_labels, test_embeddings, test_labels)
     print(f"{args.pooling} of {args.model}, logistic regression: test accuracy {accuracy:.4f}")
     return accuracy
 

@@ -123,7 +123,7 @@ def curve_runs(corpus: Path, labelled: Path, work_dir: Path) -> dict:
         "pooling/mean": lambda: finetune(corpus, labelled, [f"--config_name={config['differential']}"], 1.0, SEED,
                                          work_dir / "curves/pooling/mean", ("--pooling_mode", "mean")),  # fmt: skip
         "sweep/preset": lambda: finetune(corpus, labelled, [f"--model_name_or_path={pretrained}"],
-                                         FINETUNING["layer_decay"], SEED, work_dir / "curves/sweep/preset"),  # fmt: skip
+                                         FINETUNING["layer_decay"], SEED, work_dir / "curves/sweep/preset"),
     }
     for name, (flag, values) in SWEEPS.items():
         runs.update({f"sweep/{name}={value}": sweep(flag, value) for value in values})
@@ -149,7 +149,7 @@ def write_plot(curves: dict, experiment: dict, path: Path) -> None:
         if "pretraining_steps" in curves:
             by_step = curves["pretraining_steps"]["probe_test_accuracy"]
             axes[1].plot([int(s) for s in by_step], [100 * v[pooling] for v in by_step.values()], style, marker="o",
-                         color="tab:blue", label=f"probe of {pooling}, seed {SEED}, every {CURVE_SAVE_STEPS} steps")  # fmt: skip
+                         color="tab:blue", label=f"probe of {pooling}, seed {SEED}, every {CURVE_SAVE_STEPS}")
         by_step = probed(experiment, "differential", pooling)  # the experiment's runs, every seed
         axes[1].errorbar(list(by_step), [100 * statistics.mean(v) for v in by_step.values()],
                          yerr=[100 * statistics.stdev(v) if len(v) > 1 else 0 for v in by_step.values()],

@@ -125,7 +125,8 @@ def test_embeddings_equal_the_model_run_on_each_file_alone(
         assert embedding.shape == expected.shape, key
         np.testing.assert_allclose(embedding, expected, atol=2e-5, err_msg=f"{key}: embedding differs from AsdaModel")
     # ~50 patch tokens per second: the 10 s clip has 998 frames -> 63 time patches -> 504 patch tokens.
-    assert stored["real"].shape[0] == {"all": 505, "frame": 504, "utterance": 32, "patch_statistics": 512}[granularity]
+    expected_rows = {"all": 505, "frame": 504, "utterance": 32, "patch_statistics": 512}
+    assert stored["real"].shape[0] == expected_rows[granularity]
 
 
 def test_max_length_reproduces_the_official_tool(encoder, audio_dir, tmp_path):

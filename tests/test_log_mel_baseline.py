@@ -48,7 +48,8 @@ def test_tones_one_per_class_are_separated(tones, capsys):
 def encoder(tmp_path_factory):
     path = tmp_path_factory.mktemp("encoder")
     torch.manual_seed(0)
-    AsdaModel(AsdaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)).save_pretrained(path)
+    config = AsdaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    AsdaModel(config).save_pretrained(path)
     AsdaFeatureExtractor.from_preset("speech_commands").save_pretrained(path)
     return path
 
