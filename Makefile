@@ -35,7 +35,7 @@ demo: install
 	$(PYTHON) examples/quickstart.py
 
 # The small-data figure of docs/finetuning.md (pre-training + fine-tuning presets, seed 0, differential attention)
-# on the synthetic spoken commands; needs espeak-ng and sox (apt-get install -y espeak-ng sox); ~15 min on 2 cores.
+# on the synthetic spoken commands; needs espeak-ng and sox (apt-get install -y espeak-ng sox); ~17 min on 2 cores.
 small-data-figure: install
 	$(PYTHON) -m pip install --quiet -e ".[plots]"
 	PYTHONPATH=. $(PYTHON) examples/pretraining_experiment.py --seeds 0 --attention_types differential \
