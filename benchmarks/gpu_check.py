@@ -109,16 +109,28 @@ class Check:
         return clips * steps / (time.perf_counter() - start)
 
 
-def pretraining_step(check: Check, model: AsdaForPreTraining, optimizer, scaler, inputs, dtype) -> tuple[float, bool]:
-    """One optimiser step as the recipe runs it; returns the loss and whether every gradient was finite."""
-    with check.autocast(dtype):
-        loss = model(inputs).loss
+def recipe_optimizer(model: torch.nn.Module) -> torch.optim.AdamW:
+    """The recipes' fused AdamW over the trainable parameters."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer, scaler, loss: torch.Tensor) -> bool:
+    """Backward and one (gradient-scaled) optimiser step; returns whether every gradient was finite."""
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     grads_finite = all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    return grads_finite
+
+
+def pretraining_step(check: Check, model: AsdaForPreTraining, optimizer, scaler, inputs, dtype) -> tuple[float, bool]:
+    """One optimiser step as the recipe runs it; returns the loss and whether every gradient was finite."""
+    with check.autocast(dtype):
+        loss = model(inputs).loss
+    grads_finite = optimizer_step(model, optimizer, scaler, loss)
     model.update_teacher(1)
     return loss.detach(), grads_finite
 
@@ -126,13 +138,7 @@ def pretraining_step(check: Check, model: AsdaForPreTraining, optimizer, scaler,
 def finetuning_step(check: Check, model: AsdaForAudioClassification, optimizer, scaler, inputs, labels, dtype):
     with check.autocast(dtype):
         loss = model(inputs, labels=labels).loss
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    grads_finite = all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.detach(), grads_finite
+    return loss.detach(), optimizer_step(model, optimizer, scaler, loss)
 
 
 def check_mixed_precision_steps(check: Check, max_steps: int = 12):
@@ -148,8 +154,7 @@ def check_mixed_precision_steps(check: Check, max_steps: int = 12):
         pretraining = AsdaForPreTraining(check.config()).to(check.device).train()
         finetuning = AsdaForAudioClassification(check.config(num_labels=527, drop_path_rate=0.1)).to(check.device)
         for name, model in (("pretraining", pretraining), ("finetuning", finetuning.train())):
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+            optimizer = recipe_optimizer(model)
             scaler = torch.amp.GradScaler(check.device.type, enabled=dtype is torch.float16)
             if name == "pretraining":
                 step = partial(pretraining_step, check, model, optimizer, scaler, inputs, dtype)
@@ -219,8 +224,7 @@ def measure_inference(check: Check):
 def measure_pretraining(check: Check):
     torch.manual_seed(0)
     model = AsdaForPreTraining(check.config()).to(check.device).train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
+    optimizer = recipe_optimizer(model)
     scaler = torch.amp.GradScaler(check.device.type, enabled=False)
     batch = check.args.pretrain_batch
     inputs = check.inputs(batch)
